@@ -1,0 +1,265 @@
+"""Search spaces: parameters, internal coordinates and the base measure.
+
+A configuration is stored as a float vector ``x`` with one internal coordinate per parameter:
+
+=================  ==========================================  ===========================
+parameter          internal coordinate                         base measure
+=================  ==========================================  ===========================
+float              its value                                   Lebesgue
+log float          ``ln(value)``                               Lebesgue (per unit of ln x)
+int, float + step  its value, on the grid ``low + k * step``   counting
+log int            its value; its cell is ``[ln(k-1/2), ln(k+1/2)]``  counting
+categorical        the index of the choice                     counting
+=================  ==========================================  ===========================
+
+Every density in ``fusion`` is a density with respect to this base measure, the same convention as
+Optuna's ``_ParzenEstimator.log_pdf``. A density in the user's units differs from it by the Jacobian
+``1/x`` on log floats; convert only at the edge.
+
+The numeric geometry of a space (kinds, bounds, steps, number of choices) is a tuple of :class:`Dim`.
+It is hashable, so densities carry it as static metadata; names and choices stay in :class:`SearchSpace`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+CONTINUOUS = "continuous"
+DISCRETE = "discrete"
+LOG_DISCRETE = "log_discrete"
+CATEGORICAL = "categorical"
+
+
+class Dim(NamedTuple):
+    """The numeric geometry of one internal coordinate.
+
+    ``kind`` is one of ``continuous`` (a float, or a log float in ln units), ``discrete`` (the grid
+    ``low + k * step``), ``log_discrete`` (a log int: the grid of integers, with kernels in ln units)
+    and ``categorical`` (indices ``0 .. n_choices - 1``). For continuous coordinates ``low`` and
+    ``high`` are in internal units, so they are ``ln`` bounds for a log float.
+    """
+
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    step: float = 0.0
+    n_choices: int = 0
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind != CATEGORICAL
+
+    @property
+    def kernel_bounds(self) -> tuple[float, float]:
+        """The interval on which a numeric kernel lives, in kernel units.
+
+        A discrete coordinate's kernels live on ``[low - step/2, high + step/2]``, in ``ln`` units
+        for a log int, as in Optuna.
+        """
+        if self.kind == CONTINUOUS:
+            return self.low, self.high
+        if self.kind == DISCRETE:
+            return self.low - self.step / 2, self.high + self.step / 2
+        if self.kind == LOG_DISCRETE:
+            return math.log(self.low - self.step / 2), math.log(self.high + self.step / 2)
+        raise ValueError(f"a categorical Dim has no kernel bounds: {self}")
+
+    @property
+    def n_points(self) -> int:
+        """The number of support points of a discrete or categorical coordinate."""
+        if self.kind == CATEGORICAL:
+            return self.n_choices
+        if self.kind in (DISCRETE, LOG_DISCRETE):
+            return int(round((self.high - self.low) / self.step)) + 1
+        raise ValueError(f"a continuous Dim has no support points: {self}")
+
+    def grid(self) -> np.ndarray:
+        """The support points of a discrete or categorical coordinate, in internal units."""
+        if self.kind == CATEGORICAL:
+            return np.arange(self.n_choices, dtype=float)
+        return self.low + self.step * np.arange(self.n_points, dtype=float)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One named parameter: its geometry and, for a categorical, its choices."""
+
+    name: str
+    dim: Dim
+    log: bool = False
+    is_int: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def to_internal(self, value: Any) -> float:
+        """The internal coordinate of a user value; a ``ValueError`` names the parameter and value."""
+        name = self.name
+        if self.dim.kind == CATEGORICAL:
+            return float(_choice_index(name, self.choices, value))
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise ValueError(
+                f"parameter {name!r}: value {value!r} of type {type(value).__name__} is not a number"
+            )
+        v = float(value)
+        if math.isnan(v):
+            raise ValueError(f"parameter {name!r}: value {value!r} is NaN")
+        if self.log and v <= 0:
+            raise ValueError(f"parameter {name!r}: value {value!r} must be > 0 on a log scale")
+        low, high = self.user_bounds
+        if not (low <= v <= high):
+            raise ValueError(f"parameter {name!r}: value {value!r} is outside [{low}, {high}]")
+        if self.dim.kind == CONTINUOUS:
+            return math.log(v) if self.log else v
+        k = (v - self.dim.low) / self.dim.step
+        if abs(k - round(k)) > 1e-8 * max(1.0, abs(k)):
+            raise ValueError(
+                f"parameter {name!r}: value {value!r} is not on the grid "
+                f"{self.dim.low} + k * {self.dim.step}"
+            )
+        return self.dim.low + round(k) * self.dim.step
+
+    def to_user(self, coordinate: float) -> Any:
+        """The user value of an internal coordinate (snapped to the grid and clipped into range)."""
+        c = float(coordinate)
+        if self.dim.kind == CATEGORICAL:
+            return self.choices[int(np.clip(round(c), 0, len(self.choices) - 1))]
+        if self.dim.kind == CONTINUOUS:
+            v = math.exp(c) if self.log else c
+            low, high = self.user_bounds
+            return min(max(v, low), high)
+        k = int(np.clip(round((c - self.dim.low) / self.dim.step), 0, self.dim.n_points - 1))
+        v = self.dim.low + k * self.dim.step
+        return int(round(v)) if self.is_int else float(v)
+
+    @property
+    def user_bounds(self) -> tuple[float, float]:
+        if self.dim.kind == CONTINUOUS and self.log:
+            return math.exp(self.dim.low), math.exp(self.dim.high)
+        return self.dim.low, self.dim.high
+
+
+def _choice_index(name: str, choices: Sequence[Any], value: Any) -> int:
+    """The index of ``value`` among ``choices``, compared by type and value, never by hash or cast.
+
+    ``1``, ``True`` and ``1.0`` are different choices; a list and a tuple with equal items are one.
+    """
+    for i, c in enumerate(choices):
+        if _same_choice(c, value):
+            return i
+    raise ValueError(
+        f"parameter {name!r}: value {value!r} is not one of the choices {list(choices)}"
+    )
+
+
+def _same_choice(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same_choice(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    try:
+        return bool(a == b)
+    except Exception:  # objects whose == is not a plain truth value
+        return a is b
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An ordered set of named parameters, and conversion between user values and coordinates."""
+
+    params: tuple[Param, ...]
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"parameter names must be unique, got {names}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def dims(self) -> tuple[Dim, ...]:
+        return tuple(p.dim for p in self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def __getitem__(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def to_internal(self, config: Mapping[str, Any]) -> np.ndarray:
+        """The internal coordinates of one configuration, shape ``(d,)``.
+
+        A missing or unknown parameter, or a bad value, raises a ``ValueError`` that names it.
+        """
+        if not isinstance(config, Mapping):
+            raise ValueError(f"a configuration must be a mapping of name to value, got {config!r}")
+        missing = [n for n in self.names if n not in config]
+        if missing:
+            raise ValueError(f"configuration {dict(config)!r} is missing parameter(s) {missing}")
+        unknown = [n for n in config if n not in self.names]
+        if unknown:
+            raise ValueError(
+                f"configuration {dict(config)!r} has unknown parameter(s) {unknown}; "
+                f"the space has {list(self.names)}"
+            )
+        return np.array([p.to_internal(config[p.name]) for p in self.params], dtype=float)
+
+    def to_internal_batch(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Internal coordinates of several configurations, shape ``(n, d)``."""
+        return np.stack([self.to_internal(c) for c in configs]).reshape(len(configs), len(self))
+
+    def to_user(self, x: np.ndarray) -> dict[str, Any]:
+        """The user values of one internal coordinate vector ``(d,)``."""
+        x = np.asarray(x, dtype=float).reshape(-1)
+        if x.shape[0] != len(self):
+            raise ValueError(f"x has {x.shape[0]} coordinates, the space has {len(self)}")
+        return {p.name: p.to_user(c) for p, c in zip(self.params, x, strict=True)}
+
+    @classmethod
+    def from_optuna(cls, distributions: Mapping[str, Any]) -> SearchSpace:
+        """A space from a dict of Optuna distributions, read by duck typing (no Optuna import).
+
+        Float, log float, int, log int, stepped float/int and categorical distributions are supported.
+        """
+        return cls(tuple(_param_from_optuna(n, d) for n, d in distributions.items()))
+
+
+def _param_from_optuna(name: str, d: Any) -> Param:
+    kind = type(d).__name__
+    if kind == "CategoricalDistribution":
+        choices = tuple(d.choices)
+        return Param(name, Dim(CATEGORICAL, n_choices=len(choices)), choices=choices)
+    if kind not in ("FloatDistribution", "IntDistribution"):
+        raise ValueError(f"parameter {name!r}: unsupported distribution {d!r}")
+    low, high, log, step = float(d.low), float(d.high), bool(d.log), d.step
+    is_int = kind == "IntDistribution"
+    if log and step is not None and (not is_int or step != 1):
+        raise ValueError(
+            f"parameter {name!r}: a log distribution with step {step} is not supported"
+        )
+    if log and low <= 0:
+        raise ValueError(f"parameter {name!r}: a log distribution needs low > 0, got {low}")
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"parameter {name!r}: bounds [{low}, {high}] are not a finite interval")
+    if step is None:
+        return Param(
+            name,
+            Dim(CONTINUOUS, math.log(low), math.log(high)) if log else Dim(CONTINUOUS, low, high),
+            log=log,
+        )
+    step = float(step)
+    # Optuna adjusts ``high`` onto the grid; do the same so the grid is exact.
+    high = low + math.floor((high - low) / step + 1e-9) * step
+    return Param(
+        name, Dim(LOG_DISCRETE if log else DISCRETE, low, high, step), log=log, is_int=is_int
+    )

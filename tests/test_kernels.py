@@ -1,0 +1,128 @@
+"""The one-dimensional kernels against scipy and mpmath, including cases K1-K5."""
+
+import jax
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import pytest
+import scipy.stats as st
+from hypothesis import given
+from hypothesis import strategies as hst
+
+from fusion import kernels
+
+mpmath.mp.dps = 50
+
+
+def mp_log_gauss_mass(a, b):
+    """log(Phi(b) - Phi(a)), taken on the side of the mode where neither CDF is near one."""
+    a, b = mpmath.mpf(a), mpmath.mpf(b)
+    if a > 0:
+        a, b = -b, -a
+    return mpmath.log(mpmath.ncdf(b) - mpmath.ncdf(a))
+
+
+def mp_truncnorm_logpdf(x, mu, sigma, low, high):
+    """The reference: log of the truncated normal density, at 50 digits."""
+    x, mu, sigma, low, high = (mpmath.mpf(v) for v in (x, mu, sigma, low, high))
+    z = (x - mu) / sigma
+    log_mass = mp_log_gauss_mass((low - mu) / sigma, (high - mu) / sigma)
+    return float(-(z**2) / 2 - mpmath.log(sigma) - mpmath.log(mpmath.sqrt(2 * mpmath.pi)) - log_mass)
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "expected", "rtol"),
+    [
+        ("K1", (0.5, 0.5, 0.2, 0.0, 1.0), 0.702996474293332, 1e-13),
+        ("K2", (-15.0, 1.35, 0.01, -20.0, -1.0), -1308989.93522619, 1e-12),
+        ("K3", (-39.9, 0.0, 1.0, -40.0, -39.0), -31.8407819688271, 1e-12),
+    ],
+)
+def test_truncnorm_logpdf_cases(case, args, expected, rtol):
+    got = float(kernels.truncnorm_logpdf(*args))
+    assert np.isfinite(got), case
+    np.testing.assert_allclose(got, expected, rtol=rtol, err_msg=case)
+    np.testing.assert_allclose(got, mp_truncnorm_logpdf(*args), rtol=rtol, err_msg=case)
+
+
+def test_k1_mass_is_one():
+    nodes, w = np.polynomial.legendre.leggauss(64)
+    x = 0.5 * (nodes + 1)
+    mass = np.sum(0.5 * w * np.exp(kernels.truncnorm_logpdf(x, 0.5, 0.2, 0.0, 1.0)))
+    assert abs(mass - 1) < 1e-10
+
+
+@given(
+    mu=hst.floats(-50, 50),
+    log_sigma=hst.floats(-4, 2),
+    a=hst.floats(-45, 45),
+    width=hst.floats(1e-3, 30),
+    u=hst.floats(0, 1),
+)
+def test_truncnorm_logpdf_matches_mpmath(mu, log_sigma, a, width, u):
+    sigma = 10.0**log_sigma
+    low = mu + a * sigma
+    high = low + width * sigma
+    x = low + u * (high - low)
+    got = float(kernels.truncnorm_logpdf(x, mu, sigma, low, high))
+    ref = mp_truncnorm_logpdf(x, mu, sigma, low, high)
+    assert np.isfinite(got)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9)
+
+
+@given(a=hst.floats(-60, 60), width=hst.floats(1e-6, 60))
+def test_log_gauss_mass_matches_mpmath(a, width):
+    b = a + width
+    got = float(kernels.log_gauss_mass(a, b))
+    np.testing.assert_allclose(got, float(mp_log_gauss_mass(a, b)), rtol=1e-10, atol=1e-12)
+
+
+def test_outside_support_is_minus_inf_with_zero_gradient():
+    f = lambda mu, sigma: kernels.truncnorm_logpdf(1.5, mu, sigma, 0.0, 1.0)  # noqa: E731
+    assert float(f(0.5, 0.2)) == -np.inf
+    g = jax.grad(f, argnums=(0, 1))(0.5, 0.2)
+    assert all(float(v) == 0.0 for v in g)
+
+
+def test_logsumexp_all_minus_inf():
+    a = jnp.full((3, 4), -jnp.inf)
+    out = kernels.logsumexp(a)
+    assert np.all(np.asarray(out) == -np.inf)
+    g = jax.grad(lambda a: kernels.logsumexp(a).sum())(a)
+    assert np.all(np.asarray(g) == 0.0)
+
+
+@pytest.mark.parametrize(
+    ("case", "mu", "sigma", "low", "high", "mean"),
+    [
+        ("K4", 0.5382424, 0.05, 0.80921564, 0.86921564, 0.8178644),
+        ("K5", 0.0, 1.0, 38.0, 1e300, 38.0262795),
+        ("K5", 0.0, 1.0, 38.0, np.inf, 38.0262795),
+    ],
+)
+def test_tail_sampling_cases(case, mu, sigma, low, high, mean):
+    n = 200_000
+    s = np.asarray(kernels.sample_truncnorm(jax.random.PRNGKey(7), mu, sigma, low, high, (n,)))
+    assert np.all(np.isfinite(s)) and np.all(s >= low) and np.all(s <= high), case
+    ref = st.truncnorm((low - mu) / sigma, (high - mu) / sigma, loc=mu, scale=sigma)
+    # Five standard errors: a false failure has probability below 1e-6 at a fixed seed.
+    assert abs(s.mean() - mean) < 5 * ref.std() / np.sqrt(n), case
+    assert st.kstest(s, ref.cdf).pvalue > 1e-4, case
+
+
+@pytest.mark.parametrize(("a", "b"), [(-1.0, 2.0), (-40.0, -39.0), (3.0, 8.0), (-np.inf, 0.3)])
+def test_truncnorm_sampler_goodness_of_fit(a, b):
+    s = np.asarray(kernels.sample_truncnorm(jax.random.PRNGKey(3), 0.0, 1.0, a, b, (50_000,)))
+    assert st.kstest(s, st.truncnorm(a, b).cdf).pvalue > 1e-4
+
+
+def test_ndtri_exp_inverts_log_ndtr():
+    log_p = jnp.array([-1e-3, -0.7, -3.0, -29.0, -31.0, -500.0, -1e5])
+    x = kernels.ndtri_exp(log_p)
+    np.testing.assert_allclose(jax.scipy.special.log_ndtr(x), log_p, rtol=1e-12)
+
+
+@given(x=hst.floats(-1e6, 30))
+def test_log_ndtr_matches_mpmath(x):
+    ref = float(mpmath.log(mpmath.ncdf(x)))
+    np.testing.assert_allclose(float(kernels.log_ndtr(x)), ref, rtol=1e-14, atol=1e-300)
