@@ -1,0 +1,149 @@
+"""Pools of densities on one space: linear and log-linear (geometric, product, tempered).
+
+- Linear pool: ``p(x) = sum_i w_i p_i(x)`` with ``w`` in the simplex. It is normalized.
+- Log-linear pool: ``log p(x) = sum_i e_i log p_i(x) - log Z`` with exponents ``e_i >= 0``. Only the
+  unnormalized part is known here; :mod:`fusion.sample` estimates ``Z`` where it can.
+
+  - ``geometric(p_llm, p_opt, alpha)``: exponents ``(alpha, 1 - alpha)``. At ``alpha = 0`` it is
+    ``p_opt``, at ``alpha = 1`` it is ``p_llm`` (the product is *not* an end point).
+  - ``product(p, q, ...)``: exponents all one.
+
+A term with exponent zero contributes nothing, even where its density is zero (``0 * log 0 = 0``).
+All pools are pytrees whose components are pytrees, and evaluate in log space: a point outside every
+support gets ``-inf`` with zero gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fusion import kernels
+from fusion.density import check_points
+from fusion.space import Dim
+
+
+def _is_concrete(v) -> bool:
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(v))
+
+
+def _common_dims(densities: Sequence) -> tuple[Dim, ...]:
+    if len(densities) == 0:
+        raise ValueError("a pool needs at least one density")
+    dims = densities[0].dims
+    for i, d in enumerate(densities):
+        if d.dims != dims:
+            raise ValueError(f"densities[{i}] lives on {d.dims}, densities[0] on {dims}")
+    return dims
+
+
+@jax.jit
+def _linear_log_prob(pool: LinearPool, x: jax.Array) -> jax.Array:
+    terms = jnp.stack([c.log_prob(x) for c in pool.components], axis=-1)
+    return kernels.logsumexp(terms + pool.log_weights, axis=-1)
+
+
+@jax.jit(static_argnums=2)
+def _linear_sample(pool: LinearPool, key: jax.Array, n: int) -> jax.Array:
+    key_pick, *keys = jax.random.split(key, len(pool.components) + 1)
+    pick = jax.random.categorical(key_pick, pool.log_weights, shape=(n,))
+    draws = jnp.stack([c.sample(k, n) for c, k in zip(pool.components, keys, strict=True)])
+    return draws[pick, jnp.arange(n)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearPool:
+    """``p(x) = sum_i exp(log_weights_i) p_i(x)``: normalized when every ``p_i`` is."""
+
+    components: tuple
+    log_weights: jax.Array
+
+    @property
+    def dims(self) -> tuple[Dim, ...]:
+        return self.components[0].dims
+
+    def log_prob(self, x: jax.Array) -> jax.Array:
+        return _linear_log_prob(self, check_points(x, self.dims))
+
+    unnormalized_log_prob = log_prob
+
+    def sample(self, key: jax.Array, n: int) -> jax.Array:
+        """Exact draws: a component by weight, then a draw from it."""
+        return _linear_sample(self, key, int(n))
+
+
+@jax.jit
+def _log_linear_unnormalized(pool: LogLinearPool, x: jax.Array) -> jax.Array:
+    total = jnp.zeros(x.shape[0])
+    for e, c in zip(pool.exponents, pool.components, strict=True):
+        total = total + jnp.where(e == 0, 0.0, e * c.log_prob(x))
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLinearPool:
+    """``p~(x) = prod_i p_i(x)^e_i``, known up to its normalizer ``Z = integral of p~``."""
+
+    components: tuple
+    exponents: tuple
+
+    @property
+    def dims(self) -> tuple[Dim, ...]:
+        return self.components[0].dims
+
+    def unnormalized_log_prob(self, x: jax.Array) -> jax.Array:
+        """``sum_i e_i log p_i(x)``, with ``0 * log 0 = 0``."""
+        return _log_linear_unnormalized(self, check_points(x, self.dims))
+
+
+jax.tree_util.register_dataclass(
+    LinearPool, data_fields=["components", "log_weights"], meta_fields=[]
+)
+jax.tree_util.register_dataclass(
+    LogLinearPool, data_fields=["components", "exponents"], meta_fields=[]
+)
+
+
+def linear_pool(densities: Sequence, weights) -> LinearPool:
+    """The linear pool ``sum_i w_i p_i``; ``weights`` must be finite, >= 0 and sum to one."""
+    dims = _common_dims(densities)
+    del dims
+    if _is_concrete(weights):
+        w = np.asarray(weights, dtype=float).reshape(-1)
+        if w.shape[0] != len(densities):
+            raise ValueError(f"weights has {w.shape[0]} entries for {len(densities)} densities")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"weights must be finite and >= 0, got {w.tolist()}")
+        if abs(w.sum() - 1.0) > 1e-9:
+            raise ValueError(f"weights must sum to 1, got sum {w.sum()!r} for {w.tolist()}")
+    with np.errstate(divide="ignore"):
+        log_w = jnp.log(jnp.asarray(weights, dtype=float))
+    return LinearPool(tuple(densities), log_w)
+
+
+def log_linear_pool(densities: Sequence, exponents) -> LogLinearPool:
+    """The log-linear pool ``prod_i p_i^e_i / Z``; ``exponents`` must be finite and >= 0."""
+    _common_dims(densities)
+    if len(exponents) != len(densities):
+        raise ValueError(f"exponents has {len(exponents)} entries for {len(densities)} densities")
+    if _is_concrete(exponents):
+        e = np.asarray(exponents, dtype=float)
+        if not np.all(np.isfinite(e)) or np.any(e < 0):
+            raise ValueError(f"exponents must be finite and >= 0, got {e.tolist()}")
+    return LogLinearPool(tuple(densities), tuple(jnp.asarray(e, dtype=float) for e in exponents))
+
+
+def geometric(p_llm, p_opt, alpha) -> LogLinearPool:
+    """``p_llm^alpha p_opt^(1 - alpha) / Z``, for ``alpha`` in ``[0, 1]``."""
+    if _is_concrete(alpha) and not (0.0 <= float(alpha) <= 1.0):
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    return log_linear_pool((p_llm, p_opt), (alpha, 1.0 - alpha))
+
+
+def product(*densities) -> LogLinearPool:
+    """``prod_i p_i / Z``: every exponent is one."""
+    return log_linear_pool(densities, (1.0,) * len(densities))
