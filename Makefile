@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(PY) benchmarks/demo.py
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -78,10 +78,22 @@ class LinearPool:
 
 @jax.jit
 def _log_linear_unnormalized(pool: LogLinearPool, x: jax.Array) -> jax.Array:
+    """``sum_i e_i log p_i(x)`` with ``0 * log 0 = 0``.
+
+    Where ``p_i(x) = 0`` the term is left out of the sum (``log p_i`` replaced by 0) and the point is
+    masked to ``-inf`` at the end if ``e_i > 0``. So no ``0 * inf`` ever reaches the value or a
+    gradient: masked points have zero gradients, and elsewhere ``d/de_i = log p_i`` holds at
+    ``e_i = 0`` too. (Masking the product ``e * log p`` instead leaves ``0 * -inf = NaN`` in the
+    gradient in ``e``, which an exponent shared by a batch spreads to every point.)
+    """
     total = jnp.zeros(x.shape[0])
+    alive = jnp.ones(x.shape[0], dtype=bool)
     for e, c in zip(pool.exponents, pool.components, strict=True):
-        total = total + jnp.where(e == 0, 0.0, e * c.log_prob(x))
-    return total
+        log_p = c.log_prob(x)
+        zero = log_p == -jnp.inf
+        total = total + e * jnp.where(zero, 0.0, log_p)
+        alive &= ~(zero & (e != 0))
+    return jnp.where(alive, total, -jnp.inf)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,15 +9,16 @@ maps ``(n, d)`` internal coordinates to ``(n,)`` log-densities and is jitted at 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fusion import kernels
-from fusion.space import CATEGORICAL, CONTINUOUS, DISCRETE, LOG_DISCRETE, Dim
+from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, Dim
 
 
 @runtime_checkable
@@ -45,96 +46,154 @@ def require_x64(what: str) -> None:
         )
 
 
-def bucket_size(k: int) -> int:
-    """The power-of-two bucket that holds ``k`` kernels (at least 1)."""
-    return 1 << max(0, math.ceil(math.log2(max(k, 1))))
+def bucket_size(k: int, minimum: int = 1) -> int:
+    """The smallest power of two that is ``>= k`` and ``>= minimum``."""
+    return 1 << max(0, math.ceil(math.log2(max(k, minimum, 1))))
 
 
 def check_points(x, dims: tuple[Dim, ...]) -> jax.Array:
     """Validate a batch of internal coordinates at the public boundary: shape ``(n, d)``, no NaN."""
     if isinstance(x, jax.core.Tracer):
         return x
-    x = jnp.asarray(x, dtype=float)
+    x = np.asarray(x, dtype=float)
     if x.ndim == 1 and len(dims) == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[1] != len(dims):
         raise ValueError(f"x must have shape (n, {len(dims)}), got {x.shape}")
-    if bool(jnp.any(jnp.isnan(x))):
+    if np.isnan(x).any():
         raise ValueError("x contains NaN")
-    return x
+    return jnp.asarray(x)
 
 
-def _numeric_log_kernel(x, mu, sigma, dim: Dim):
-    """Log-density (continuous) or log-mass (discrete) of each kernel at each point, ``(n, K)``."""
-    low, high = dim.kernel_bounds
-    x = x[:, None]
-    if dim.kind == CONTINUOUS:
-        return kernels.truncnorm_logpdf(x, mu, sigma, low, high)
-    k = (x - dim.low) / dim.step
+class _Geometry(NamedTuple):
+    """The numeric coordinates of a space as constant arrays, so each kernel formula is traced once
+    for all coordinates of its kind instead of once per coordinate.
+
+    Arrays indexed by numeric coordinate (the column order of ``mu``): ``low``/``high`` are the kernel
+    bounds, ``grid_low``/``grid_high``/``step`` the grid of a discrete coordinate (step 1 on
+    continuous ones, where it is unused) and ``log_cells`` marks log ints, whose cells are taken in
+    ``ln`` units. ``continuous``/``discrete`` split the numeric coordinates; ``numeric_cols`` and
+    ``categorical_cols`` are their columns in ``x``.
+    """
+
+    numeric_cols: np.ndarray
+    categorical_cols: tuple[int, ...]
+    continuous: np.ndarray
+    discrete: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    grid_low: np.ndarray
+    grid_high: np.ndarray
+    step: np.ndarray
+    log_cells: np.ndarray
+
+
+@functools.lru_cache(maxsize=256)
+def _geometry(dims: tuple[Dim, ...]) -> _Geometry:
+    numeric = [(j, d) for j, d in enumerate(dims) if d.is_numeric]
+    bounds = np.array([d.kernel_bounds for _, d in numeric], dtype=float).reshape(-1, 2)
+    return _Geometry(
+        numeric_cols=np.array([j for j, _ in numeric], dtype=int),
+        categorical_cols=tuple(j for j, d in enumerate(dims) if not d.is_numeric),
+        continuous=np.array([i for i, (_, d) in enumerate(numeric) if d.kind == CONTINUOUS], int),
+        discrete=np.array([i for i, (_, d) in enumerate(numeric) if d.kind != CONTINUOUS], int),
+        low=bounds[:, 0],
+        high=bounds[:, 1],
+        grid_low=np.array([d.low for _, d in numeric], dtype=float),
+        grid_high=np.array([d.high for _, d in numeric], dtype=float),
+        step=np.array([d.step if d.kind != CONTINUOUS else 1.0 for _, d in numeric], float),
+        log_cells=np.array([d.kind == LOG_DISCRETE for _, d in numeric], dtype=bool),
+    )
+
+
+def _log_kernel_mass(mu, sigma, left, right):
+    """``log(Phi((right - mu)/sigma) - Phi((left - mu)/sigma))``: a kernel's mass on an interval."""
+    return kernels.log_gauss_mass((left - mu) / sigma, (right - mu) / sigma)
+
+
+def _snap_to_grid(x, g: _Geometry, cols):
+    """The nearest grid point of each discrete coordinate, and whether ``x`` was on the grid."""
+    low, high, step = g.grid_low[cols], g.grid_high[cols], g.step[cols]
+    k = (x - low) / step
     on_grid = (
         (jnp.abs(k - jnp.round(k)) <= 1e-8 * jnp.maximum(1.0, jnp.abs(k)))
-        & (x >= dim.low - 1e-9 * dim.step)
-        & (x <= dim.high + 1e-9 * dim.step)
+        & (x >= low - 1e-9 * step)
+        & (x <= high + 1e-9 * step)
     )
-    x = jnp.clip(dim.low + jnp.round(k) * dim.step, dim.low, dim.high)
-    left, right = x - dim.step / 2, x + dim.step / 2
-    if dim.kind == LOG_DISCRETE:
-        left, right = jnp.log(left), jnp.log(right)
-    value = kernels.interval_log_mass(left, right, mu, sigma, low, high)
-    return jnp.where(on_grid, value, -jnp.inf)
-
-
-def _categorical_log_kernel(x, log_probs):
-    n_choices = log_probs.shape[-1]
-    idx = jnp.round(x).astype(jnp.int32)
-    valid = (jnp.abs(x - idx) < 1e-9) & (idx >= 0) & (idx < n_choices)
-    value = log_probs[:, jnp.clip(idx, 0, n_choices - 1)].T
-    return jnp.where(valid[:, None], value, -jnp.inf)
+    return jnp.clip(low + jnp.round(k) * step, low, high), on_grid
 
 
 @jax.jit
 def _mixture_log_prob(density: ProductKernelMixture, x: jax.Array) -> jax.Array:
-    log_kernels = jnp.broadcast_to(density.log_weights, (x.shape[0], density.log_weights.shape[0]))
-    i_num = i_cat = 0
-    for j, dim in enumerate(density.dims):
-        if dim.kind == CATEGORICAL:
-            term = _categorical_log_kernel(x[:, j], density.cat_log_probs[i_cat])
-            i_cat += 1
-        else:
-            term = _numeric_log_kernel(x[:, j], density.mu[:, i_num], density.sigma[:, i_num], dim)
-            i_num += 1
-        log_kernels = log_kernels + term
-    return kernels.logsumexp(log_kernels, axis=-1)
+    """``log sum_k w_k prod_j k_kj(x_j)``, with one traced formula per kind of coordinate.
+
+    Points outside the support are clipped into it before any kernel is evaluated and masked to
+    ``-inf`` at the end, so their gradients are zero, never NaN.
+    """
+    g = _geometry(density.dims)
+    log_terms = density.log_weights[None, :]  # (n, K) once broadcast
+    valid = jnp.ones(x.shape[0], dtype=bool)
+
+    c = g.continuous
+    if c.size:
+        low, high = g.low[c], g.high[c]
+        xc = x[:, g.numeric_cols[c]]
+        valid &= jnp.all((xc >= low) & (xc <= high), axis=1)
+        mu, sigma = density.mu[:, c], density.sigma[:, c]
+        z = (jnp.clip(xc, low, high)[:, None, :] - mu) / sigma
+        log_k = -0.5 * z * z - jnp.log(sigma) - kernels.LOG_SQRT_2PI
+        log_k = log_k - _log_kernel_mass(mu, sigma, low, high)
+        log_terms = log_terms + jnp.sum(log_k, axis=-1)
+
+    dsc = g.discrete
+    if dsc.size:
+        v, on_grid = _snap_to_grid(x[:, g.numeric_cols[dsc]], g, dsc)
+        valid &= jnp.all(on_grid, axis=1)
+        half = g.step[dsc] / 2
+        left, right = v - half, v + half
+        log_cells = g.log_cells[dsc]
+        left = jnp.where(log_cells, jnp.log(jnp.where(log_cells, left, 1.0)), left)
+        right = jnp.where(log_cells, jnp.log(jnp.where(log_cells, right, 1.0)), right)
+        low, high = g.low[dsc], g.high[dsc]
+        left, right = jnp.clip(left, low, high), jnp.clip(right, low, high)
+        mu, sigma = density.mu[:, dsc], density.sigma[:, dsc]
+        log_k = _log_kernel_mass(mu, sigma, left[:, None, :], right[:, None, :])
+        log_k = log_k - _log_kernel_mass(mu, sigma, low, high)
+        log_terms = log_terms + jnp.sum(log_k, axis=-1)
+
+    for col, table in zip(g.categorical_cols, density.cat_log_probs, strict=True):
+        xj = x[:, col]
+        idx = jnp.clip(jnp.round(xj), 0, table.shape[1] - 1).astype(jnp.int32)
+        valid &= jnp.abs(xj - idx) < 1e-9
+        log_terms = log_terms + table[:, idx].T
+
+    log_terms = jnp.broadcast_to(log_terms, (x.shape[0], density.log_weights.shape[0]))
+    return jnp.where(valid, kernels.logsumexp(log_terms, axis=-1), -jnp.inf)
 
 
 @jax.jit(static_argnums=2)
 def _mixture_sample(density: ProductKernelMixture, key: jax.Array, n: int) -> jax.Array:
+    """A kernel by weight, then every numeric coordinate from it in one truncated-normal draw."""
+    g = _geometry(density.dims)
     key_comp, key_num, key_cat = jax.random.split(key, 3)
     comp = jax.random.categorical(key_comp, density.log_weights, shape=(n,))
-    n_num = density.mu.shape[1]
-    num_keys = jax.random.split(key_num, max(n_num, 1))
-    cat_keys = jax.random.split(key_cat, max(len(density.cat_log_probs), 1))
-    columns = []
-    i_num = i_cat = 0
-    for dim in density.dims:
-        if dim.kind == CATEGORICAL:
-            logits = density.cat_log_probs[i_cat][comp]
-            columns.append(jax.random.categorical(cat_keys[i_cat], logits).astype(float))
-            i_cat += 1
-            continue
-        low, high = dim.kernel_bounds
-        mu, sigma = density.mu[comp, i_num], density.sigma[comp, i_num]
-        y = kernels.sample_truncnorm(num_keys[i_num], mu, sigma, low, high, shape=(n,))
-        i_num += 1
-        if dim.kind == LOG_DISCRETE:
-            y = jnp.exp(y)
-        if dim.kind in (DISCRETE, LOG_DISCRETE):
-            # The cell of grid point k is [k - step/2, k + step/2]: rounding a kernel draw is exact.
-            y = jnp.clip(
-                dim.low + jnp.round((y - dim.low) / dim.step) * dim.step, dim.low, dim.high
-            )
-        columns.append(y)
-    return jnp.stack(columns, axis=1)
+    out = jnp.zeros((n, len(density.dims)))
+    if g.numeric_cols.size:
+        y = kernels.sample_truncnorm(
+            key_num, density.mu[comp], density.sigma[comp], g.low, g.high, shape=(n, g.low.size)
+        )
+        dsc = g.discrete
+        if dsc.size:
+            # The cell of grid point k is [k - step/2, k + step/2] (in ln units for a log int), so
+            # rounding a kernel draw gives an exact draw of the interval masses.
+            yd = y[:, dsc]
+            yd = jnp.where(g.log_cells[dsc], jnp.exp(yd), yd)
+            y = y.at[:, dsc].set(_snap_to_grid(yd, g, dsc)[0])
+        out = out.at[:, g.numeric_cols].set(y)
+    cat_keys = jax.random.split(key_cat, max(len(g.categorical_cols), 1))
+    for k, col, table in zip(cat_keys, g.categorical_cols, density.cat_log_probs, strict=False):
+        out = out.at[:, col].set(jax.random.categorical(k, table[comp]).astype(out.dtype))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +241,7 @@ def mixture(
     cat_probs=(),
     *,
     pad: bool = True,
+    min_kernels: int = 1,
 ) -> ProductKernelMixture:
     """Validate and build a :class:`ProductKernelMixture`, padded to a power-of-two bucket.
 
@@ -191,6 +251,7 @@ def mixture(
       mu, sigma: ``(K, n_numeric)`` kernel locations and scales, in kernel units (``ln`` for log).
       cat_probs: one ``(K, n_choices)`` table of probabilities per categorical coordinate.
       pad: pad ``K`` to the next power of two with zero-weight kernels.
+      min_kernels: pad to at least this many kernels, so that small mixtures share one shape.
     """
     require_x64("ProductKernelMixture")
     dims = tuple(dims)
@@ -220,19 +281,14 @@ def mixture(
     with np.errstate(divide="ignore"):
         log_w = np.log(w / w.sum())
         cat_log = [np.log(c / c.sum(axis=1, keepdims=True)) for c in cat_probs]
-    size = bucket_size(k) if pad else k
+    size = bucket_size(k, min_kernels) if pad else k
     extra = size - k
     log_w = np.concatenate([log_w, np.full(extra, -np.inf)])
     mu = np.concatenate([mu, np.zeros((extra, n_num))])
     sigma = np.concatenate([sigma, np.ones((extra, n_num))])
     cat_log = [np.concatenate([c, np.zeros((extra, c.shape[1]))]) for c in cat_log]
-    return ProductKernelMixture(
-        jnp.asarray(log_w),
-        jnp.asarray(mu),
-        jnp.asarray(sigma),
-        tuple(jnp.asarray(c) for c in cat_log),
-        dims,
-    )
+    # NumPy leaves: jit moves them to the device on its fast path, without a dispatch per array.
+    return ProductKernelMixture(log_w, mu, sigma, tuple(cat_log), dims)
 
 
 @jax.jit
@@ -242,15 +298,18 @@ def _uniform_log_prob(density: Uniform, x: jax.Array) -> jax.Array:
         xj = x[:, j]
         if dim.kind == CONTINUOUS:
             inside = (xj >= dim.low) & (xj <= dim.high)
-            term = jnp.where(inside, -math.log(dim.high - dim.low), -jnp.inf)
         else:
-            grid_ok = _categorical_log_kernel(
-                xj if dim.kind == CATEGORICAL else (xj - dim.low) / dim.step,
-                jnp.zeros((1, dim.n_points)),
-            )[:, 0]
-            term = grid_ok - math.log(dim.n_points)
-        total = total + term
+            k = xj if dim.kind == CATEGORICAL else (xj - dim.low) / dim.step
+            inside = (jnp.abs(k - jnp.round(k)) <= 1e-8 * jnp.maximum(1.0, jnp.abs(k))) & (
+                (k > -0.5) & (k < dim.n_points - 0.5)
+            )
+        total = total + jnp.where(inside, -_log_base_measure(dim), -jnp.inf)
     return total
+
+
+def _log_base_measure(dim: Dim) -> float:
+    """``log`` of the base measure of a coordinate's range: its length, or its number of points."""
+    return math.log(dim.high - dim.low) if dim.kind == CONTINUOUS else math.log(dim.n_points)
 
 
 @jax.jit(static_argnums=2)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fusion import kernels
 from fusion.combine import LogLinearPool, _is_concrete, linear_pool
 
 
@@ -40,14 +41,31 @@ class RejectionResult(NamedTuple):
     normalizer_upper: float
 
 
-@jax.jit(static_argnums=2)
-def _amgm_round(pool: LogLinearPool, key: jax.Array, batch: int):
+class AmgmRound(NamedTuple):
+    """One batch of AM-GM proposals: the draws, which were accepted, and ``log p~`` at each."""
+
+    x: jax.Array
+    accepted: jax.Array
+    unnormalized_log_prob: jax.Array
+
+
+def amgm_round(pool: LogLinearPool, key: jax.Array, batch: int) -> AmgmRound:
+    """Propose ``batch`` draws from ``q = sum_i e_i p_i`` and accept each with ``p~(x) / q(x)``.
+
+    Each component's ``log p_i`` is evaluated once and serves both ``log p~ = sum_i e_i log p_i``
+    and ``log q = logsumexp_i(log e_i + log p_i)``. Jittable; ``batch`` must be static.
+    """
     key_q, key_u = jax.random.split(key)
-    envelope = linear_pool(pool.components, jnp.stack(pool.exponents))
-    x = envelope.sample(key_q, batch)
-    log_ratio = pool.unnormalized_log_prob(x) - envelope.log_prob(x)
+    exponents = jnp.stack(pool.exponents)
+    x = linear_pool(pool.components, exponents).sample(key_q, batch)
+    log_p = jnp.stack([c.log_prob(x) for c in pool.components], axis=-1)
+    log_target = jnp.sum(jnp.where(exponents == 0, 0.0, exponents * log_p), axis=-1)
+    log_q = kernels.logsumexp(jnp.log(exponents) + log_p, axis=-1)
     log_u = jnp.log(jax.random.uniform(key_u, (batch,)))
-    return x, log_u < log_ratio
+    return AmgmRound(x, log_u < log_target - log_q, log_target)
+
+
+_amgm_round = jax.jit(amgm_round, static_argnums=2)
 
 
 def amgm_rejection_sample(
@@ -80,7 +98,7 @@ def amgm_rejection_sample(
     min_accepted = n if min_accepted is None else min_accepted
     accepted, n_proposed, n_accepted = [], 0, 0
     for r in range(max_rounds):
-        x, ok = _amgm_round(pool, jax.random.fold_in(key, r), batch_size)
+        x, ok, _ = _amgm_round(pool, jax.random.fold_in(key, r), batch_size)
         ok = np.asarray(ok)
         accepted.append(np.asarray(x)[ok])
         n_proposed += batch_size

@@ -79,21 +79,31 @@ class Dim(NamedTuple):
         raise ValueError(f"a continuous Dim has no support points: {self}")
 
     def grid(self) -> np.ndarray:
-        """The support points of a discrete or categorical coordinate, in internal units."""
+        """The support points of a discrete or categorical coordinate, in internal units.
+
+        A discrete grid is ``low + k * step`` for ``k = 0 .. n_points - 1``, clipped to ``high``:
+        in floats the last point can land 1 ulp above the ``high`` that Optuna put on the grid.
+        """
         if self.kind == CATEGORICAL:
             return np.arange(self.n_choices, dtype=float)
-        return self.low + self.step * np.arange(self.n_points, dtype=float)
+        return np.minimum(self.low + self.step * np.arange(self.n_points, dtype=float), self.high)
 
 
 @dataclass(frozen=True)
 class Param:
-    """One named parameter: its geometry and, for a categorical, its choices."""
+    """One named parameter: its geometry and, for a categorical, its choices.
+
+    ``bounds`` are a numeric parameter's ``(low, high)`` in user units, exactly as the distribution
+    gives them. They are what values are checked and clipped against: for a log float,
+    ``exp(ln(low))`` can be 1 ulp off ``low``. Without them they are derived from ``dim``.
+    """
 
     name: str
     dim: Dim
     log: bool = False
     is_int: bool = False
     choices: tuple[Any, ...] = ()
+    bounds: tuple[float, float] | None = None
 
     def to_internal(self, value: Any) -> float:
         """The internal coordinate of a user value; a ``ValueError`` names the parameter and value."""
@@ -114,32 +124,56 @@ class Param:
             raise ValueError(f"parameter {name!r}: value {value!r} is outside [{low}, {high}]")
         if self.dim.kind == CONTINUOUS:
             return math.log(v) if self.log else v
-        k = (v - self.dim.low) / self.dim.step
-        if abs(k - round(k)) > 1e-8 * max(1.0, abs(k)):
-            raise ValueError(
-                f"parameter {name!r}: value {value!r} is not on the grid "
-                f"{self.dim.low} + k * {self.dim.step}"
-            )
-        return self.dim.low + round(k) * self.dim.step
+        k = _grid_index(name, self.dim.low, self.dim.step, value)
+        return self._grid_point(k)
 
     def to_user(self, coordinate: float) -> Any:
-        """The user value of an internal coordinate (snapped to the grid and clipped into range)."""
+        """The user value of an internal coordinate (snapped to the grid and clipped into range).
+
+        The coordinate is clipped in internal units first (``ln`` units for a log float, so a far
+        coordinate never overflows ``exp``): at or past a bound it gives that user bound exactly.
+        Inside, it is converted (and snapped) and the result clipped to the user bounds.
+        """
         c = float(coordinate)
+        if math.isnan(c):
+            raise ValueError(f"parameter {self.name!r}: coordinate {c!r} is NaN")
         if self.dim.kind == CATEGORICAL:
             return self.choices[int(np.clip(round(c), 0, len(self.choices) - 1))]
         if self.dim.kind == CONTINUOUS:
-            v = math.exp(c) if self.log else c
             low, high = self.user_bounds
-            return min(max(v, low), high)
-        k = int(np.clip(round((c - self.dim.low) / self.dim.step), 0, self.dim.n_points - 1))
-        v = self.dim.low + k * self.dim.step
-        return int(round(v)) if self.is_int else float(v)
+            # At or past a bound, the bound itself: exp(ln(low)) can be 1 ulp off low.
+            if c <= self.dim.low:
+                return low
+            if c >= self.dim.high:
+                return high
+            return min(max(math.exp(c) if self.log else c, low), high)
+        c = min(max(c, self.dim.low), self.dim.high)
+        k = min(round((c - self.dim.low) / self.dim.step), self.dim.n_points - 1)
+        v = self._grid_point(k)
+        return int(round(v)) if self.is_int else v
+
+    def _grid_point(self, k: int) -> float:
+        """The grid value ``low + k * step`` of a discrete coordinate, clipped to ``[low, high]``."""
+        return min(max(self.dim.low + k * self.dim.step, self.dim.low), self.dim.high)
 
     @property
     def user_bounds(self) -> tuple[float, float]:
+        """``(low, high)`` in user units: ``bounds`` if given, else derived from ``dim``."""
+        if self.bounds is not None:
+            return self.bounds
         if self.dim.kind == CONTINUOUS and self.log:
             return math.exp(self.dim.low), math.exp(self.dim.high)
         return self.dim.low, self.dim.high
+
+
+def _grid_index(name: str, low: float, step: float, value: Any, what: str = "value") -> int:
+    """The ``k`` with ``value == low + k * step`` (to a relative 1e-8), else a ``ValueError``."""
+    k = (float(value) - low) / step
+    if abs(k - round(k)) > 1e-8 * max(1.0, abs(k)):
+        raise ValueError(
+            f"parameter {name!r}: {what} {value!r} is not on the grid {low} + k * {step}"
+        )
+    return round(k)
 
 
 def _choice_index(name: str, choices: Sequence[Any], value: Any) -> int:
@@ -215,8 +249,9 @@ class SearchSpace:
         return np.array([p.to_internal(config[p.name]) for p in self.params], dtype=float)
 
     def to_internal_batch(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Internal coordinates of several configurations, shape ``(n, d)``."""
-        return np.stack([self.to_internal(c) for c in configs]).reshape(len(configs), len(self))
+        """Internal coordinates of several configurations, shape ``(n, d)``; ``(0, d)`` for none."""
+        rows = [self.to_internal(c) for c in configs]
+        return np.array(rows, dtype=float).reshape(len(rows), len(self))
 
     def to_user(self, x: np.ndarray) -> dict[str, Any]:
         """The user values of one internal coordinate vector ``(d,)``."""
@@ -251,15 +286,12 @@ def _param_from_optuna(name: str, d: Any) -> Param:
         raise ValueError(f"parameter {name!r}: a log distribution needs low > 0, got {low}")
     if not (math.isfinite(low) and math.isfinite(high) and low <= high):
         raise ValueError(f"parameter {name!r}: bounds [{low}, {high}] are not a finite interval")
+    bounds = (low, high)
     if step is None:
-        return Param(
-            name,
-            Dim(CONTINUOUS, math.log(low), math.log(high)) if log else Dim(CONTINUOUS, low, high),
-            log=log,
-        )
+        dim = Dim(CONTINUOUS, math.log(low), math.log(high)) if log else Dim(CONTINUOUS, low, high)
+        return Param(name, dim, log=log, bounds=bounds)
     step = float(step)
-    # Optuna adjusts ``high`` onto the grid; do the same so the grid is exact.
-    high = low + math.floor((high - low) / step + 1e-9) * step
-    return Param(
-        name, Dim(LOG_DISCRETE if log else DISCRETE, low, high, step), log=log, is_int=is_int
-    )
+    # Optuna has already moved ``high`` onto the grid (exactly, in decimals); keep it as it is.
+    _grid_index(name, low, step, d.high, what="high")
+    dim = Dim(LOG_DISCRETE if log else DISCRETE, low, high, step)
+    return Param(name, dim, log=log, is_int=is_int, bounds=bounds)

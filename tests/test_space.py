@@ -137,34 +137,6 @@ def categorical_cases(draw):
     return d, d.choices[draw(hst.integers(0, len(choices) - 1))]
 
 
-# Bugs found by these tests, marked until fusion/space.py is fixed (see the report / reasons).
-BUG_LOG_BOUNDS = pytest.mark.xfail(
-    strict=True,
-    reason="Param.user_bounds is exp(log(low)), exp(log(high)), which can be 1 ulp off Optuna's "
-    "bounds: FloatDistribution(0.1, 10, log=True) rejects 0.1 and to_user returns 10.000000000000002",
-)
-BUG_STEP_HIGH = pytest.mark.xfail(
-    strict=True,
-    reason="from_optuna recomputes high = low + n*step in floats, 1 ulp above Optuna's high: "
-    "FloatDistribution(0.1, 0.7, step=0.1) has Dim.high 0.7000000000000001, outside Optuna's range",
-)
-BUG_LOG_OVERFLOW = pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="Param.to_user calls math.exp(c) before clipping: OverflowError for a log-float c > 709.78",
-)
-
-
-def _kinds(*, step_float_bug=False):
-    """The kinds of ALL_CASES as parameters, with the marks of the known bugs they hit.
-
-    BUG_STEP_HIGH: half the stepped floats come from _DECIMAL_STEP_FLOATS, whose top grid point
-    hits it, so every profile draws a failing example.
-    """
-    marks = {"log_float": BUG_LOG_BOUNDS, "step_float": BUG_STEP_HIGH if step_float_bug else ()}
-    return [pytest.param(k, marks=marks.get(k, ())) for k in ALL_CASES]
-
-
 ALL_CASES = {
     "float": float_cases(),
     "log_float": log_float_cases(),
@@ -256,7 +228,7 @@ def test_from_optuna_rejects_unsupported_distribution():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", _kinds(step_float_bug=True))
+@pytest.mark.parametrize("kind", list(ALL_CASES))
 @given(data=hst.data())
 def test_round_trip(kind, data):
     d, v = data.draw(ALL_CASES[kind])
@@ -284,7 +256,7 @@ def test_round_trip(kind, data):
         assert d._contains(d.to_internal_repr(back)), (u, back)
 
 
-@pytest.mark.parametrize("kind", _kinds())
+@pytest.mark.parametrize("kind", list(ALL_CASES))
 @given(data=hst.data())
 def test_round_trip_is_idempotent_on_internal_coordinates(kind, data):
     d, v = data.draw(ALL_CASES[kind])
@@ -311,9 +283,9 @@ def test_internal_coordinate_table(dist, value, internal):
 @pytest.mark.parametrize(
     "dist",
     [
-        pytest.param(FloatDistribution(1e-4, 1e-1, log=True), marks=BUG_LOG_BOUNDS),
-        pytest.param(FloatDistribution(1e-3, 10.0, log=True), marks=BUG_LOG_BOUNDS),
-        pytest.param(FloatDistribution(0.1, 10.0, log=True), marks=BUG_LOG_BOUNDS),
+        FloatDistribution(1e-4, 1e-1, log=True),
+        FloatDistribution(1e-3, 10.0, log=True),
+        FloatDistribution(0.1, 10.0, log=True),
         FloatDistribution(1e-5, 5e-1, log=True),
         FloatDistribution(0.5, 4.0, log=True),
     ],
@@ -335,11 +307,6 @@ def test_to_internal_batch():
     np.testing.assert_array_equal(x, [[0.5, 1.0], [0.25, 0.0]])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="to_internal_batch([]) calls np.stack on an empty list and raises numpy's "
-    "'need at least one array to stack' instead of returning shape (0, d)",
-)
 def test_to_internal_batch_of_no_configurations():
     space = SearchSpace.from_optuna({"a": FloatDistribution(0.0, 1.0)})
     assert space.to_internal_batch([]).shape == (0, 1)
@@ -542,7 +509,7 @@ def test_categorical_agrees_with_optuna_where_unambiguous(case):
         (FloatDistribution(-1.0, 1.0), 2.0, 1.0),
         (FloatDistribution(-1.0, 1.0), -2.0, -1.0),
         (FloatDistribution(1e-3, 10.0, log=True), math.log(0.5), 0.5),
-        pytest.param(FloatDistribution(1e-3, 10.0, log=True), 50.0, 10.0, marks=BUG_LOG_BOUNDS),
+        (FloatDistribution(1e-3, 10.0, log=True), 50.0, 10.0),
         (FloatDistribution(1e-3, 10.0, log=True), -50.0, 1e-3),
         (CategoricalDistribution(["a", "b", "c"]), 1.4, "b"),
         (CategoricalDistribution(["a", "b", "c"]), -2.0, "a"),
@@ -560,7 +527,6 @@ def test_to_user_snaps_and_clips(dist, coordinate, expected):
     assert dist._contains(dist.to_internal_repr(v))
 
 
-@BUG_LOG_OVERFLOW
 @pytest.mark.parametrize(
     "dist",
     [FloatDistribution(1e-3, 10.0, log=True), FloatDistribution(0.5, 5.0, log=True)],
@@ -572,7 +538,7 @@ def test_to_user_clips_far_log_coordinates(dist):
     assert space.to_user(np.array([-1e3]))["p"] == pytest.approx(dist.low, rel=1e-15)
 
 
-@pytest.mark.parametrize("kind", _kinds(step_float_bug=True))
+@pytest.mark.parametrize("kind", list(ALL_CASES))
 @given(data=hst.data(), coordinate=hst.floats(-1e4, 1e4))
 def test_to_user_lands_in_the_optuna_distribution(kind, data, coordinate):
     d, _ = data.draw(ALL_CASES[kind])
@@ -594,8 +560,8 @@ def test_to_user_lands_in_the_optuna_distribution(kind, data, coordinate):
 @pytest.mark.parametrize(
     "dist",
     [
-        pytest.param(FloatDistribution(0.1, 0.7, step=0.1), marks=BUG_STEP_HIGH),
-        pytest.param(FloatDistribution(0.0, 0.3, step=0.1), marks=BUG_STEP_HIGH),
+        FloatDistribution(0.1, 0.7, step=0.1),
+        FloatDistribution(0.0, 0.3, step=0.1),
         FloatDistribution(0.0, 1.0, step=0.1),
         FloatDistribution(0.5, 2.0, step=0.25),
         FloatDistribution(-1.0, 1.0, step=0.05),

@@ -94,7 +94,7 @@ _OPTUNA_CLASS = {
 
 
 def from_parzen_estimator(
-    estimator: Any, search_space: Mapping[str, Any], *, pad: bool = True
+    estimator: Any, search_space: Mapping[str, Any], *, pad: bool = True, min_kernels: int = 1
 ) -> tuple[SearchSpace, ProductKernelMixture]:
     """The fusion space and density of an Optuna ``_ParzenEstimator``.
 
@@ -103,6 +103,7 @@ def from_parzen_estimator(
       search_space: the dict of Optuna distributions the estimator was built with, in its order.
       pad: pad the kernels to a power-of-two bucket (see :func:`fusion.density.mixture`), so a
         jitted ``log_prob`` recompiles only when the bucket grows.
+      min_kernels: the smallest bucket (see :func:`fusion.density.mixture`).
 
     Returns:
       ``(space, density)`` with ``space = SearchSpace.from_optuna(search_space)`` and ``density``
@@ -135,7 +136,9 @@ def from_parzen_estimator(
     k = len(weights)
     mu_arr = np.stack(mu, axis=1) if mu else np.zeros((k, 0))
     sigma_arr = np.stack(sigma, axis=1) if sigma else np.zeros((k, 0))
-    return space, mixture(space.dims, weights, mu_arr, sigma_arr, cat_probs, pad=pad)
+    return space, mixture(
+        space.dims, weights, mu_arr, sigma_arr, cat_probs, pad=pad, min_kernels=min_kernels
+    )
 
 
 def _check_matches(name: str, dim: Dim, log: bool, d: Any, n_kernels: int) -> None:

@@ -30,12 +30,14 @@ reproducible under a seed with ``n_jobs=1``. Multi-objective studies are refused
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import hashlib
 import json
+import math
+import reprlib
 import secrets
 import threading
 import warnings
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,25 +45,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+)
 from optuna.samplers import BaseSampler
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
 from optuna.samplers._tpe.sampler import _split_trials, default_gamma, default_weights
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
 
+from fusion import kernels
 from fusion.adaptive import AlphaSchedule, as_schedule
 from fusion.combine import geometric, linear_pool
-from fusion.density import Uniform
 from fusion.kde import DEFAULT_FLOOR, kernel_density, suggestion_density
 from fusion.optuna.parzen import from_parzen_estimator
-from fusion.sample import RejectionError, amgm_rejection_sample
-from fusion.space import SearchSpace
+from fusion.sample import amgm_round
+from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, SearchSpace, _choice_index
 
 METHODS = ("geometric", "linear")
 _ATTR = "fusion:relative_params"
 _CHUNK = 2000  # RDB storage keeps a system attr value under 2046 characters.
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# TPE's good set holds at most 25 trials plus the prior, so one padded shape serves a whole study.
+_MIN_KERNELS = 32
+_PROPOSALS_PER_CANDIDATE = 4
 _PARZEN = _ParzenEstimatorParameters(
     prior_weight=1.0,
     consider_magic_clip=True,
@@ -100,27 +110,39 @@ class FusionSampler(BaseSampler):
         seed: int | None = None,
         floor: float = DEFAULT_FLOOR,
     ) -> None:
-        if isinstance(suggestions, Mapping) or not isinstance(suggestions, Sequence):
+        if isinstance(suggestions, Mapping | str | bytes) or not isinstance(suggestions, Sequence):
             raise ValueError(
-                f"suggestions must be a list of dicts, got {type(suggestions).__name__}"
+                f"suggestions must be a list of dicts, got {type(suggestions).__name__} "
+                f"{reprlib.repr(suggestions)}"
             )
         for i, s in enumerate(suggestions):
             if not isinstance(s, Mapping):
                 raise ValueError(f"suggestions[{i}] must be a dict of name to value, got {s!r}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if not (isinstance(n_startup_trials, int) and n_startup_trials >= 0):
+        if not (_is_int(n_startup_trials) and n_startup_trials >= 0):
             raise ValueError(f"n_startup_trials must be an int >= 0, got {n_startup_trials!r}")
-        if not (isinstance(n_ei_candidates, int) and n_ei_candidates >= 1):
+        if not (_is_int(n_ei_candidates) and n_ei_candidates >= 1):
             raise ValueError(f"n_ei_candidates must be an int >= 1, got {n_ei_candidates!r}")
-        if not (isinstance(floor, int | float) and 0.0 <= floor <= 1.0):
+        if isinstance(floor, bool) or not (isinstance(floor, int | float) and 0.0 <= floor <= 1.0):
             raise ValueError(f"floor must be a number in [0, 1], got {floor!r}")
+        if seed is not None and not (_is_int(seed) and 0 <= seed < 2**63):
+            raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
         if suggestion_weights is not None:
-            w = np.asarray(suggestion_weights, dtype=float)
-            if w.shape != (len(suggestions),) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            try:
+                w = np.asarray(suggestion_weights, dtype=float)
+            except (TypeError, ValueError):
+                w = None
+            if (
+                w is None
+                or w.shape != (len(suggestions),)
+                or not np.all(np.isfinite(w))
+                or np.any(w < 0)
+                or (len(w) and w.sum() <= 0)
+            ):
                 raise ValueError(
-                    f"suggestion_weights must hold {len(suggestions)} finite values >= 0, "
-                    f"got {suggestion_weights!r}"
+                    f"suggestion_weights must hold {len(suggestions)} finite values >= 0, not all "
+                    f"zero, got {suggestion_weights!r}"
                 )
         self._suggestions = [dict(s) for s in suggestions]
         self._weights = (
@@ -160,7 +182,8 @@ class FusionSampler(BaseSampler):
         space = {n: d for n, d in search_space.items() if n not in fixed}
         if not space or _n_finished(study) < self._n_startup_trials:
             return {}
-        params = self._fused_sample(study, trial, space)
+        drawn = self._fused_sample(study, trial, space)
+        params = {n: _conform(n, d, drawn[n]) for n, d in space.items() if n in drawn}
         internal = {n: space[n].to_internal_repr(v) for n, v in params.items()}
         text = json.dumps(internal)
         for i in range(0, len(text), _CHUNK):
@@ -177,31 +200,51 @@ class FusionSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         _require_single_objective(study)
+        _check_same_kind(study, param_name, param_distribution)
         space = {param_name: param_distribution}
         if _n_finished(study) < self._n_startup_trials:
-            return self._startup_sample(study, trial, param_name, param_distribution)
-        return self._fused_sample(study, trial, space)[param_name]
+            value = self._startup_sample(study, trial, param_name, param_distribution)
+        else:
+            value = self._fused_sample(study, trial, space)[param_name]
+        return _conform(param_name, param_distribution, value)
 
     # -- start-up: draws from p_llm ---------------------------------------------------------------
 
     def _startup_sample(
         self, study: optuna.Study, trial: FrozenTrial, name: str, dist: BaseDistribution
     ) -> Any:
-        """A draw of one parameter from ``p_llm``, with the kernel chosen once per trial."""
-        key = self._key(study, trial, "startup")
+        """A draw of one parameter from ``p_llm``, with the kernel chosen once per trial.
+
+        The kernel (or the uniform floor) is picked from a seed shared by the whole trial, so the
+        parameters of one start-up trial come from one suggestion. A numeric kernel is drawn by
+        :func:`fusion.kernels.sample_truncnorm` (compiled once for every parameter), the rest with
+        NumPy: a categorical row, or a uniform point of the base measure.
+        """
         probs = np.append((1 - self._floor) * self._weights / self._weights.sum(), self._floor)
+        pick = np.random.default_rng(self._seed_for(study, trial, "startup")).choice(
+            len(probs), p=probs / probs.sum()
+        )
+        seed = self._seed_for(study, trial, f"startup:{name}")
+        rng = np.random.default_rng(seed)
+        space = SearchSpace.from_optuna({name: dist})
+        dim = space.dims[0]
         with jax.enable_x64(True):
-            pick = int(jax.random.choice(key, len(probs), p=jnp.asarray(probs)))
-            key = jax.random.fold_in(key, zlib.crc32(name.encode()))
-            space = SearchSpace.from_optuna({name: dist})
             kept, density = self._marginal(name, dist, space)
             if pick in kept:
                 i = kept.index(pick)
-                log_w = jnp.full(density.n_kernels, -jnp.inf).at[i].set(0.0)
-                x = dataclasses.replace(density, log_weights=log_w).sample(key, 1)
+                if dim.kind == CATEGORICAL:
+                    p = np.exp(density.cat_log_probs[0][i])
+                    x = rng.choice(dim.n_choices, p=p / p.sum())
+                else:
+                    low, high = dim.kernel_bounds
+                    mu, sigma = density.mu[i, 0], density.sigma[i, 0]
+                    y = float(_truncnorm_draw(seed, mu, sigma, low, high))
+                    x = math.exp(y) if dim.kind == LOG_DISCRETE else y
+            elif dim.kind == CONTINUOUS:
+                x = rng.uniform(dim.low, dim.high)
             else:
-                x = Uniform(space.dims).sample(key, 1)
-        return space.to_user(np.asarray(x[0]))[name]
+                x = dim.grid()[rng.integers(dim.n_points)]
+        return space.to_user(np.array([x]))[name]
 
     def _marginal(self, name: str, dist: BaseDistribution, space: SearchSpace):
         """The suggestions' kernel density of one parameter, and which suggestions it holds."""
@@ -276,11 +319,15 @@ class FusionSampler(BaseSampler):
         below, above = _split_trials(study, trials, default_gamma(n))
         space = SearchSpace.from_optuna(search_space)
         with jax.enable_x64(True):
-            _, l_below = from_parzen_estimator(self._estimator(below, search_space), search_space)
-            _, g_above = from_parzen_estimator(self._estimator(above, search_space), search_space)
+            _, l_below = from_parzen_estimator(
+                self._estimator(below, search_space), search_space, min_kernels=_MIN_KERNELS
+            )
+            _, g_above = from_parzen_estimator(
+                self._estimator(above, search_space), search_space, min_kernels=_MIN_KERNELS
+            )
             p_llm = self._llm_density(search_space, space)
             alpha = float(self._schedule(n)) if p_llm is not None else 0.0
-            x = self._propose(l_below, g_above, p_llm, alpha, self._key(study, trial, "fused"))
+            x = self._propose(l_below, g_above, p_llm, alpha, self._seed_for(study, trial, "fused"))
         return space.to_user(x)
 
     def _estimator(self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]):
@@ -292,9 +339,10 @@ class FusionSampler(BaseSampler):
             for n, d in search_space.items():
                 try:
                     r = d.to_internal_repr(t.params[n]) if n in t.params else float(stored[n])
-                except (KeyError, ValueError, TypeError):
-                    break
-                if not d._contains(r):  # a value from before the bounds changed
+                    # a value from before the bounds changed, or a garbled record (NaN, inf)
+                    if not (math.isfinite(r) and d._contains(r)):
+                        break
+                except (KeyError, ValueError, TypeError, OverflowError):
                     break
                 reprs[n] = r
             else:
@@ -303,38 +351,70 @@ class FusionSampler(BaseSampler):
         observations = {n: np.asarray(v, dtype=float) for n, v in values.items()}
         return _ParzenEstimator(observations, search_space, _PARZEN)
 
-    def _propose(self, l_below, g_above, p_llm, alpha: float, key: jax.Array) -> np.ndarray:
+    def _propose(self, l_below, g_above, p_llm, alpha: float, seed: np.int64) -> np.ndarray:
         """The candidate with the best fused ratio ``log f(x) - log g(x)``, in internal units."""
-        n = self._n_candidates
-        fused = l_below
-        candidates = None
-        if alpha > 0 and self._method == "linear":
-            fused = linear_pool((p_llm, l_below), (alpha, 1.0 - alpha))
-        elif alpha > 0:
-            pool = geometric(p_llm, l_below, alpha)
-            try:
-                result = amgm_rejection_sample(
-                    pool, key, n, batch_size=max(64, 4 * n), max_rounds=32, min_accepted=1
-                )
-                fused, candidates = pool, jnp.asarray(result.samples)
-            except RejectionError as e:
-                warnings.warn(
-                    f"{e} Falling back to TPE's own density for this trial.", stacklevel=4
-                )
-        if candidates is None:
-            candidates = fused.sample(key, n)
-        score = fused.unnormalized_log_prob(candidates) - g_above.log_prob(candidates)
-        return np.asarray(candidates[int(jnp.argmax(score))])
+        method = self._method if p_llm is not None else "tpe"
+        x, log_f, valid, n_accepted = _fused_candidates(
+            l_below,
+            p_llm,
+            np.float64(alpha),
+            seed,
+            method=method,
+            n_candidates=self._n_candidates,
+            n_proposals=_PROPOSALS_PER_CANDIDATE * self._n_candidates,
+        )
+        if method == "geometric" and int(n_accepted) == 0:
+            warnings.warn(
+                f"AM-GM rejection accepted none of {_PROPOSALS_PER_CANDIDATE * self._n_candidates}"
+                f" proposals (the geometric pool's Z is tiny at alpha={alpha:.3g}: the suggestions"
+                " and TPE's good density barely overlap); this trial used the envelope's draws.",
+                stacklevel=4,
+            )
+        return np.asarray(_best_ratio(g_above, x, log_f, valid))
 
-    def _key(self, study: optuna.Study, trial: FrozenTrial, purpose: str) -> jax.Array:
-        key = jax.random.key(self._seed)
-        for part in (
-            zlib.crc32(study.study_name.encode()),
-            trial.number,
-            zlib.crc32(purpose.encode()),
-        ):
-            key = jax.random.fold_in(key, part)
-        return key
+    def _seed_for(self, study: optuna.Study, trial: FrozenTrial, purpose: str) -> np.int64:
+        """A 63-bit seed from ``(sampler seed, study name, trial number, purpose)``."""
+        text = f"{self._seed}:{study.study_name}:{trial.number}:{purpose}".encode()
+        return np.int64(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest()) >> 1)
+
+
+@jax.jit
+def _best_ratio(g_above, x, log_f, valid):
+    """The candidate that maximizes TPE's ratio ``log f(x) - log g(x)`` among the valid ones."""
+    score = jnp.where(valid, log_f - g_above.log_prob(x), -jnp.inf)
+    return x[jnp.argmax(score)]
+
+
+@jax.jit
+def _truncnorm_draw(seed, mu, sigma, low, high):
+    """One exact draw of ``N(mu, sigma^2)`` truncated to ``[low, high]``."""
+    return kernels.sample_truncnorm(jax.random.key(seed), mu, sigma, low, high, shape=())
+
+
+@functools.partial(jax.jit, static_argnames=("method", "n_candidates", "n_proposals"))
+def _fused_candidates(l_below, p_llm, alpha, seed, *, method, n_candidates, n_proposals):
+    """Candidates from the fused good density ``f``, ``log f`` (up to a constant) at each, which
+    candidates count, and how many AM-GM proposals were accepted.
+
+    - ``tpe``: ``n_candidates`` draws of ``l`` (no suggestion fits the space).
+    - ``linear``: ``n_candidates`` exact draws of ``alpha p_llm + (1 - alpha) l``.
+    - ``geometric``: ``n_proposals`` AM-GM proposals for ``p_llm^alpha l^(1 - alpha)``, of which the
+      first ``n_candidates`` accepted count. If none is accepted, every proposal (a draw of the
+      envelope ``alpha p_llm + (1 - alpha) l``) counts instead.
+    """
+    key = jax.random.key(seed)
+    every = jnp.ones(n_candidates, dtype=bool)
+    if method == "tpe":
+        x = l_below.sample(key, n_candidates)
+        return x, l_below.log_prob(x), every, jnp.asarray(0)
+    if method == "linear":
+        fused = linear_pool((p_llm, l_below), jnp.stack([alpha, 1.0 - alpha]))
+        x = fused.sample(key, n_candidates)
+        return x, fused.log_prob(x), every, jnp.asarray(0)
+    proposals = amgm_round(geometric(p_llm, l_below, alpha), key, n_proposals)
+    take = proposals.accepted & (jnp.cumsum(proposals.accepted) <= n_candidates)
+    valid = take | ~jnp.any(take)
+    return proposals.x, proposals.unnormalized_log_prob, valid, jnp.sum(proposals.accepted)
 
 
 def _require_single_objective(study: optuna.Study) -> None:
@@ -366,3 +446,45 @@ def _stored_relative_params(trial: FrozenTrial) -> dict[str, float]:
     except json.JSONDecodeError:
         return {}
     return stored if isinstance(stored, dict) else {}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _conform(name: str, dist: BaseDistribution, value: Any) -> Any:
+    """``value`` as Optuna keeps it: snapped to the grid of ``dist``, clipped into its range and of
+    its type (``int`` for an ``IntDistribution``), or the very choice object of a categorical.
+
+    Optuna silently drops a relative value that ``dist`` does not contain and stores an independent
+    one as it is, so every value is checked with ``dist``'s own containment test before it leaves.
+    """
+    if isinstance(dist, CategoricalDistribution):
+        out = dist.choices[_choice_index(name, dist.choices, value)]
+    else:
+        v = float(value)
+        if math.isnan(v):
+            raise ValueError(f"parameter {name!r}: the sampler drew NaN for {dist}")
+        v = min(max(v, dist.low), dist.high)
+        if dist.step is not None:
+            n_steps = round((dist.high - dist.low) / dist.step)
+            k = min(max(round((v - dist.low) / dist.step), 0), n_steps)
+            v = min(max(dist.low + k * dist.step, dist.low), dist.high)
+        out = int(round(v)) if isinstance(dist, IntDistribution) else float(v)
+    if not dist._contains(dist.to_internal_repr(out)):  # pragma: no cover - a bug if reached
+        raise RuntimeError(f"parameter {name!r}: {out!r} (from {value!r}) is not in {dist}")
+    return out
+
+
+def _check_same_kind(study: optuna.Study, name: str, dist: BaseDistribution) -> None:
+    """Raise as Optuna's storage would if ``name`` had another kind (or log flag, or choices)."""
+    for t in study._get_trials(deepcopy=False, use_cache=True):
+        if name in t.distributions:
+            try:
+                check_distribution_compatibility(t.distributions[name], dist)
+            except ValueError as e:
+                raise ValueError(
+                    f"parameter {name!r}: {e} It was {t.distributions[name]} in trial "
+                    f"{t.number}, now {dist}."
+                ) from None
+            return

@@ -25,7 +25,7 @@ minutes, including JAX compilation in the first Fusion study (cached in ``.jax_c
 runs). ``--quick`` (2 seeds, 12 trials, 3-fold CV on 600 images) takes under half a minute once
 the JAX cache is warm.
 
-Usage: ``python examples/demo.py [--seeds N] [--trials N] [--quick] [--out DIR]``
+Usage: ``python benchmarks/demo.py [--seeds N] [--trials N] [--quick] [--out DIR]``
 """
 
 import argparse
@@ -39,6 +39,7 @@ from typing import Any
 import jax
 import numpy as np
 import optuna
+from _timing import TimedSampler
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.datasets import load_digits
@@ -144,39 +145,6 @@ def cache_key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     # SVC ignores ``degree`` unless the kernel is polynomial, so leaving it out is exact.
     ignored = set() if params["kernel"] == "poly" else {"degree"}
     return tuple(sorted((k, v) for k, v in params.items() if k not in ignored))
-
-
-class TimedSampler(optuna.samplers.BaseSampler):
-    """Delegate every call to ``inner`` and add up the wall time spent inside it."""
-
-    def __init__(self, inner: optuna.samplers.BaseSampler) -> None:
-        self.inner = inner
-        self.seconds = 0.0
-
-    def _timed(self, method: str, *args: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return getattr(self.inner, method)(*args)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    def infer_relative_search_space(self, study, trial):
-        return self._timed("infer_relative_search_space", study, trial)
-
-    def sample_relative(self, study, trial, search_space):
-        return self._timed("sample_relative", study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._timed("sample_independent", study, trial, param_name, param_distribution)
-
-    def before_trial(self, study, trial):
-        self._timed("before_trial", study, trial)
-
-    def after_trial(self, study, trial, state, values):
-        self._timed("after_trial", study, trial, state, values)
-
-    def reseed_rng(self):
-        self.inner.reseed_rng()
 
 
 def make_sampler(

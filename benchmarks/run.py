@@ -1,0 +1,21 @@
+"""Run every benchmark with its defaults: ``python benchmarks/run.py`` (what ``make bench`` does).
+
+Arguments are passed on to ``sampler_overhead.py`` (e.g. ``--trials 60``). Each script writes its
+table to ``benchmarks/results/``.
+"""
+
+import sys
+
+import parity
+import sampler_overhead
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parity.main([])
+    print()
+    sampler_overhead.main(argv)
+
+
+if __name__ == "__main__":
+    main()
