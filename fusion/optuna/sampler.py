@@ -25,7 +25,10 @@ the suggestions' marginal. A space that no suggestion covers gets plain TPE.
 
 Randomness is keyed by ``(seed, study name, trial number)``, never by per-trial state on the
 sampler, so threads and processes that share a study don't repeat each other. Results are
-reproducible under a seed with ``n_jobs=1``. Multi-objective studies are refused.
+reproducible under a seed with ``n_jobs=1`` (Optuna's generated ``no-name-<uuid>`` names count as
+no name). Multi-objective studies are refused. Every value returned is snapped to its
+distribution's grid, clipped into its range, of its type, and checked with the distribution's own
+containment test (Optuna would silently drop or store anything else).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from optuna.samplers import BaseSampler
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
 from optuna.samplers._tpe.sampler import _split_trials, default_gamma, default_weights
 from optuna.search_space import IntersectionSearchSpace
+from optuna.storages._base import DEFAULT_STUDY_NAME_PREFIX
 from optuna.trial import FrozenTrial, TrialState
 
 from fusion import kernels
@@ -374,7 +378,10 @@ class FusionSampler(BaseSampler):
 
     def _seed_for(self, study: optuna.Study, trial: FrozenTrial, purpose: str) -> np.int64:
         """A 63-bit seed from ``(sampler seed, study name, trial number, purpose)``."""
-        text = f"{self._seed}:{study.study_name}:{trial.number}:{purpose}".encode()
+        # Optuna names an unnamed study ``no-name-<uuid>``, new on every run: key it as unnamed, so
+        # a seeded run repeats (as TPESampler's does) whether or not the study was named.
+        name = "" if study.study_name.startswith(DEFAULT_STUDY_NAME_PREFIX) else study.study_name
+        text = f"{self._seed}:{name}:{trial.number}:{purpose}".encode()
         return np.int64(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest()) >> 1)
 
 
