@@ -29,7 +29,7 @@ import numpy as np
 
 from fusion.combine import LinearPool, linear_pool
 from fusion.density import ProductKernelMixture, Uniform, mixture
-from fusion.space import CATEGORICAL, LOG_DISCRETE, SearchSpace
+from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, SearchSpace
 
 MIN_BANDWIDTH = 0.05
 DEFAULT_FLOOR = 0.1
@@ -87,10 +87,18 @@ def kernel_density(
     """The truncated-kernel density estimate of ``suggestions`` (no floor).
 
     Every suggestion is validated against ``space`` first; a bad value raises a ``ValueError`` that
-    names the parameter and the value, before any logarithm is taken.
+    names the parameter and the value, before any logarithm is taken. A float parameter with
+    ``low == high`` has no density (its kernel would have zero width) and is refused by name: leave
+    single-value parameters out of the space, as Optuna's relative search spaces do.
     """
     if len(suggestions) == 0:
         raise ValueError("suggestions is empty: a density needs at least one configuration")
+    for p in space.params:
+        if p.dim.kind == CONTINUOUS and not p.dim.high > p.dim.low:
+            raise ValueError(
+                f"parameter {p.name!r}: bounds {p.user_bounds} have zero width, so it has no "
+                "density; leave single-value parameters out of the space"
+            )
     x = space.to_internal_batch(suggestions)
     w = _validated_weights(weights, x.shape[0])
     h = bandwidths(space, x, w, n_coordinates)
