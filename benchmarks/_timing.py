@@ -120,3 +120,13 @@ def machine_details() -> list[tuple[str, str]]:
 def machine_table() -> str:
     rows = machine_details()
     return "\n".join(["| machine | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
+
+
+def write_report(table: str, path) -> str:
+    """Print a markdown report and write it to ``path`` (its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table)
+    print()
+    print(table)
+    print(f"wrote {path}")
+    return table

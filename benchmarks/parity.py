@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from _timing import CompileCounter, machine_table
+from _timing import CompileCounter, machine_table, write_report
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
 from optuna.samplers._tpe.sampler import default_weights
@@ -209,12 +209,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         machine_table(),
     ]
     table = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
-    print()
-    print(table)
-    print(f"wrote {args.out}")
-    return table
+    return write_report(table, args.out)
 
 
 if __name__ == "__main__":

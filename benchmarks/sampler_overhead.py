@@ -32,7 +32,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import optuna
-from _timing import CompileCounter, TimedSampler, machine_table
+from _timing import CompileCounter, TimedSampler, machine_table, write_report
 
 from fusion.optuna import FusionSampler
 
@@ -172,12 +172,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     tpe = run_study("TPE", optuna.samplers.TPESampler(seed=0, multivariate=True), args.trials)
 
     table = markdown(cold, warm, tpe, compiles, warm_compiles)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
-    print()
-    print(table)
-    print(f"wrote {args.out}")
-    return table
+    return write_report(table, args.out)
 
 
 if __name__ == "__main__":
