@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fusion import kernels
-from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, Dim
+from fusion.space import CATEGORICAL, CONTINUOUS, DISCRETE, LOG_DISCRETE, Dim
 
 
 @runtime_checkable
@@ -123,12 +123,57 @@ def _snap_to_grid(x, g: _Geometry, cols):
     return jnp.clip(low + jnp.round(k) * step, low, high), on_grid
 
 
+def _log_cell_mass(mu, sigma, v, g: _Geometry, cols):
+    """``log`` of a kernel's mass on the cell ``[v - step/2, v + step/2]`` of grid points ``v``
+    (``[ln(v - 1/2), ln(v + 1/2)]`` on a log int), before truncation to the kernel bounds."""
+    half = g.step[cols] / 2
+    left, right = v - half, v + half
+    log_cells = g.log_cells[cols]
+    left = jnp.where(log_cells, jnp.log(jnp.where(log_cells, left, 1.0)), left)
+    right = jnp.where(log_cells, jnp.log(jnp.where(log_cells, right, 1.0)), right)
+    low, high = g.low[cols], g.high[cols]
+    return _log_kernel_mass(mu, sigma, jnp.clip(left, low, high), jnp.clip(right, low, high))
+
+
+def _padded_grid(dims: tuple[Dim, ...], g: _Geometry, cols, size: int) -> np.ndarray:
+    """The grids of the discrete coordinates ``cols`` side by side, ``(size, len(cols))``; a short
+    grid is padded with its last point, which no index reaches."""
+    out = np.empty((size, len(cols)))
+    for c, i in enumerate(cols):
+        grid = dims[g.numeric_cols[i]].grid()
+        out[:, c] = np.concatenate([grid, np.full(size - grid.size, grid[-1])])
+    return out
+
+
+def _grid_size(dims: tuple[Dim, ...]) -> int:
+    """The largest number of grid points of a discrete numeric coordinate (0 if there is none)."""
+    return max((d.n_points for d in dims if d.kind in (DISCRETE, LOG_DISCRETE)), default=0)
+
+
 @jax.jit
-def _mixture_log_prob(density: ProductKernelMixture, x: jax.Array) -> jax.Array:
+def _cell_table(density: ProductKernelMixture) -> jax.Array:
+    """``log k_kj(cell of grid point i)`` for every discrete numeric coordinate ``j``, truncation
+    included, as rows ``(n_disc * n_grid, K)``: row ``j * n_grid + i`` holds grid point ``i`` of
+    the ``j``-th discrete coordinate, so a lookup gathers ``K`` contiguous values."""
+    g = _geometry(density.dims)
+    dsc = g.discrete
+    mu, sigma = density.mu[:, dsc], density.sigma[:, dsc]
+    grid = _padded_grid(density.dims, g, dsc, _grid_size(density.dims))  # (n_grid, n_disc)
+    table = _log_cell_mass(mu, sigma, grid[:, None, :], g, dsc)  # (n_grid, K, n_disc)
+    table = table - _log_kernel_mass(mu, sigma, g.low[dsc], g.high[dsc])
+    return jnp.transpose(table, (2, 0, 1)).reshape(-1, table.shape[1])
+
+
+@jax.jit
+def _mixture_log_prob(
+    density: ProductKernelMixture, x: jax.Array, cell_table: jax.Array | None = None
+) -> jax.Array:
     """``log sum_k w_k prod_j k_kj(x_j)``, with one traced formula per kind of coordinate.
 
-    Points outside the support are clipped into it before any kernel is evaluated and masked to
-    ``-inf`` at the end, so their gradients are zero, never NaN.
+    Discrete coordinates read their cell masses from ``cell_table`` (see :func:`_cell_table`) when
+    it is given, and compute them point by point otherwise. Points outside the support are clipped
+    into it before any kernel is evaluated and masked to ``-inf`` at the end, so their gradients
+    are zero, never NaN.
     """
     g = _geometry(density.dims)
     log_terms = density.log_weights[None, :]  # (n, K) once broadcast
@@ -149,16 +194,14 @@ def _mixture_log_prob(density: ProductKernelMixture, x: jax.Array) -> jax.Array:
     if dsc.size:
         v, on_grid = _snap_to_grid(x[:, g.numeric_cols[dsc]], g, dsc)
         valid &= jnp.all(on_grid, axis=1)
-        half = g.step[dsc] / 2
-        left, right = v - half, v + half
-        log_cells = g.log_cells[dsc]
-        left = jnp.where(log_cells, jnp.log(jnp.where(log_cells, left, 1.0)), left)
-        right = jnp.where(log_cells, jnp.log(jnp.where(log_cells, right, 1.0)), right)
-        low, high = g.low[dsc], g.high[dsc]
-        left, right = jnp.clip(left, low, high), jnp.clip(right, low, high)
-        mu, sigma = density.mu[:, dsc], density.sigma[:, dsc]
-        log_k = _log_kernel_mass(mu, sigma, left[:, None, :], right[:, None, :])
-        log_k = log_k - _log_kernel_mass(mu, sigma, low, high)
+        if cell_table is None:
+            mu, sigma = density.mu[:, dsc], density.sigma[:, dsc]
+            log_k = _log_cell_mass(mu, sigma, v[:, None, :], g, dsc)
+            log_k = log_k - _log_kernel_mass(mu, sigma, g.low[dsc], g.high[dsc])
+        else:
+            n_grid = cell_table.shape[0] // dsc.size
+            idx = jnp.round((v - g.grid_low[dsc]) / g.step[dsc]).astype(jnp.int32)
+            log_k = jnp.swapaxes(cell_table[idx + n_grid * jnp.arange(dsc.size)], 1, 2)
         log_terms = log_terms + jnp.sum(log_k, axis=-1)
 
     for col, table in zip(g.categorical_cols, density.cat_log_probs, strict=True):
@@ -220,8 +263,16 @@ class ProductKernelMixture:
         return self.log_weights.shape[0]
 
     def log_prob(self, x: jax.Array) -> jax.Array:
-        """``log p(x)`` for ``x`` of shape ``(n, d)``; ``-inf`` outside the support."""
-        return _mixture_log_prob(self, check_points(x, self.dims))
+        """``log p(x)`` for ``x`` of shape ``(n, d)``; ``-inf`` outside the support.
+
+        A batch with at least as many points as the largest discrete grid first tabulates every
+        cell's mass (in its own compiled call, so that XLA cannot fuse the table back into the
+        lookups and recompute it per point), then looks the cells up.
+        """
+        x = check_points(x, self.dims)
+        n_grid = _grid_size(self.dims)
+        table = _cell_table(self) if 0 < n_grid <= x.shape[0] else None
+        return _mixture_log_prob(self, x, table)
 
     unnormalized_log_prob = log_prob
 

@@ -27,7 +27,9 @@ def mp_truncnorm_logpdf(x, mu, sigma, low, high):
     x, mu, sigma, low, high = (mpmath.mpf(v) for v in (x, mu, sigma, low, high))
     z = (x - mu) / sigma
     log_mass = mp_log_gauss_mass((low - mu) / sigma, (high - mu) / sigma)
-    return float(-(z**2) / 2 - mpmath.log(sigma) - mpmath.log(mpmath.sqrt(2 * mpmath.pi)) - log_mass)
+    return float(
+        -(z**2) / 2 - mpmath.log(sigma) - mpmath.log(mpmath.sqrt(2 * mpmath.pi)) - log_mass
+    )
 
 
 @pytest.mark.parametrize(
