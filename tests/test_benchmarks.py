@@ -1,0 +1,60 @@
+"""The demo and the benchmark scripts run end to end on tiny settings and write what they promise.
+
+Each runs in a subprocess, as ``make demo`` and ``make bench`` run them, so that the process-wide
+JAX settings a script makes (x64, the demo's persistent compilation cache) stay out of the tests.
+The figures themselves are machine-dependent; here only their presence and shape are checked.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBER = r"\d+(?:\.\d+)?"
+
+
+def run_script(name: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_demo_quick_writes_its_table_and_plot(tmp_path):
+    out = run_script("demo.py", "--quick", "--seeds", "1", "--trials", "12", "--out", str(tmp_path))
+    table = (tmp_path / "table.md").read_text()
+    png = (tmp_path / "best_so_far.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    for method in ("TPE", "TPE+enqueue", "Fusion"):
+        # progress for each study, and one row of best-so-far errors at 5, 10 and 12 trials
+        assert re.search(rf"^{re.escape(method)}\s+seed 0\s+best {NUMBER}", out, re.M), method
+        row = re.search(rf"^\| {re.escape(method)} \|(.*)\|$", table, re.M)
+        assert row is not None, f"no row for {method} in\n{table}"
+        errors = [float(v) for v in re.findall(rf"({NUMBER}) \[", row.group(1))]
+        assert len(errors) == 3 and all(0.0 <= e <= 1.0 for e in errors), row.group(0)
+        assert errors == sorted(errors, reverse=True), "best-so-far must not increase"
+
+
+def test_sampler_overhead_reports_the_ratio(tmp_path):
+    out_file = tmp_path / "overhead.md"
+    run_script("sampler_overhead.py", "--trials", "15", "--repeats", "1", "--out", str(out_file))
+    table = out_file.read_text()
+    assert re.search(rf"\| warm Fusion / TPE, .* \| {NUMBER} \(range", table), table
+    assert re.search(r"\| XLA compilations during the cold study \| [1-9]\d* \|", table), table
+
+
+def test_parity_reports_an_error_below_the_tolerance(tmp_path):
+    out_file = tmp_path / "parity.md"
+    run_script(
+        "parity.py", "--studies", "2", "--points", "200", "--repeats", "1", "--out", str(out_file)
+    )
+    table = out_file.read_text()
+    worst = re.search(r"every kind\): \*\*([0-9.e+-]+)\*\*", table)
+    assert worst is not None, table
+    assert float(worst.group(1)) <= 1e-9
