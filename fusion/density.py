@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fusion import kernels
-from fusion.space import CATEGORICAL, CONTINUOUS, DISCRETE, LOG_DISCRETE, Dim
+from fusion.space import CATEGORICAL, CONTINUOUS, DISCRETE, LOG_DISCRETE, Dim, grid_tolerance
 
 
 @runtime_checkable
@@ -116,7 +116,7 @@ def _snap_to_grid(x, g: _Geometry, cols):
     low, high, step = g.grid_low[cols], g.grid_high[cols], g.step[cols]
     k = (x - low) / step
     on_grid = (
-        (jnp.abs(k - jnp.round(k)) <= 1e-8 * jnp.maximum(1.0, jnp.abs(k)))
+        (jnp.abs(k - jnp.round(k)) <= grid_tolerance(x, low, step))
         & (x >= low - 1e-9 * step)
         & (x <= high + 1e-9 * step)
     )
@@ -207,7 +207,7 @@ def _mixture_log_prob(
     for col, table in zip(g.categorical_cols, density.cat_log_probs, strict=True):
         xj = x[:, col]
         idx = jnp.clip(jnp.round(xj), 0, table.shape[1] - 1).astype(jnp.int32)
-        valid &= jnp.abs(xj - idx) < 1e-9
+        valid &= jnp.abs(xj - idx) <= grid_tolerance(xj, 0.0, 1.0)
         log_terms = log_terms + table[:, idx].T
 
     log_terms = jnp.broadcast_to(log_terms, (x.shape[0], density.log_weights.shape[0]))
@@ -350,8 +350,9 @@ def _uniform_log_prob(density: Uniform, x: jax.Array) -> jax.Array:
         if dim.kind == CONTINUOUS:
             inside = (xj >= dim.low) & (xj <= dim.high)
         else:
-            k = xj if dim.kind == CATEGORICAL else (xj - dim.low) / dim.step
-            inside = (jnp.abs(k - jnp.round(k)) <= 1e-8 * jnp.maximum(1.0, jnp.abs(k))) & (
+            low, step = (0.0, 1.0) if dim.kind == CATEGORICAL else (dim.low, dim.step)
+            k = (xj - low) / step
+            inside = (jnp.abs(k - jnp.round(k)) <= grid_tolerance(xj, low, step)) & (
                 (k > -0.5) & (k < dim.n_points - 0.5)
             )
         total = total + jnp.where(inside, -_log_base_measure(dim), -jnp.inf)

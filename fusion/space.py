@@ -166,10 +166,18 @@ class Param:
         return self.dim.low, self.dim.high
 
 
+def grid_tolerance(value, low, step):
+    """How far, in steps, ``value`` may sit from a grid point ``low + k * step`` and still count as
+    on it: ``1e-8`` (Optuna's own slack) plus the rounding error of ``(value - low) / step``, a few
+    hundred ulps of ``(|value| + |low|) / step``. It is absolute in ``k``, so that on a grid of
+    ``10**9`` integers ``123456789.4`` is off the grid. Works on floats and on NumPy/JAX arrays."""
+    return 1e-8 + 1e-13 * (abs(value) + abs(low)) / step
+
+
 def _grid_index(name: str, low: float, step: float, value: Any, what: str = "value") -> int:
-    """The ``k`` with ``value == low + k * step`` (to a relative 1e-8), else a ``ValueError``."""
+    """The ``k`` with ``value == low + k * step`` (see :func:`grid_tolerance`), else a ``ValueError``."""
     k = (float(value) - low) / step
-    if abs(k - round(k)) > 1e-8 * max(1.0, abs(k)):
+    if abs(k - round(k)) > grid_tolerance(float(value), low, step):
         raise ValueError(
             f"parameter {name!r}: {what} {value!r} is not on the grid {low} + k * {step}"
         )

@@ -505,3 +505,22 @@ def test_sample_mixed_continuous_categorical_chi_square():
     b = np.clip(np.searchsorted(edges, s[:, 0], side="right") - 1, 0, 9)
     np.add.at(counts, (b, s[:, 1].astype(int)), 1)
     assert _chi_square_cells(counts.ravel(), n * expected.ravel()) > P_MIN
+
+
+@pytest.mark.parametrize(
+    "dim,off_grid",
+    [
+        (Dim(DISCRETE, 0.0, 1e9, 1.0), [123456789.4, 999999999.5, 0.5, 1e9 - 0.3]),
+        (Dim(LOG_DISCRETE, 1.0, 1e9, 1.0), [999999999.5, 123456789.25, 1.5]),
+        (Dim(DISCRETE, 0.1, 0.7, 0.1), [0.15, 0.65, 0.1 + 1e-6]),
+    ],
+)
+def test_off_grid_points_of_large_grids_are_outside_the_support(dim, off_grid):
+    """The on-grid slack is absolute in steps (plus rounding error), not relative to the index,
+    so half a step off the grid is off it even 10**9 steps from ``low``."""
+    m = mixture((dim,), [1.0], [[np.mean(dim.kernel_bounds)]], [[np.ptp(dim.kernel_bounds)]])
+    u = Uniform((dim,))
+    on_grid = np.array([[dim.low], [dim.high], [dim.low + 3 * dim.step], [dim.high - dim.step]])
+    for density in (m, u):
+        assert np.isneginf(np.asarray(density.log_prob(np.array(off_grid)[:, None]))).all()
+        assert np.isfinite(np.asarray(density.log_prob(on_grid))).all()

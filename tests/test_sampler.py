@@ -203,6 +203,12 @@ BAD_ARGUMENTS = [
     ("alpha", {"alpha": -0.25}, "-0.25"),
     ("alpha", {"alpha": float("nan")}, "nan"),
     ("alpha", {"alpha": "high"}, "'high'"),
+    ("alpha", {"alpha": lambda n: float("nan")}, "nan"),
+    ("alpha", {"alpha": lambda n: 2.0}, "2.0"),
+    ("alpha", {"alpha": lambda n: -1.0}, "-1.0"),
+    ("alpha", {"alpha": lambda n: None}, "None"),
+    ("alpha", {"alpha": lambda n: "0.5"}, "'0.5'"),
+    ("alpha", {"alpha": lambda: 0.5}, "n=0"),
     ("seed", {"seed": "abc"}, "'abc'"),
     ("seed", {"seed": 1.5}, "1.5"),
     ("seed", {"seed": -1}, "-1"),
@@ -232,7 +238,48 @@ def test_good_constructor_arguments_are_accepted():
     assert isinstance(FusionSampler([]), optuna.samplers.BaseSampler)
 
 
+def test_a_schedule_that_goes_bad_mid_study_raises_naming_alpha():
+    sampler = FusionSampler(
+        SUGGEST_X, alpha=lambda n: 0.5 if n < 4 else float("nan"), seed=0, n_startup_trials=2
+    )
+    study = optuna.create_study(sampler=sampler)
+    with pytest.raises(ValueError, match=r"alpha=nan at n=4"):
+        study.optimize(objective_x, n_trials=10)
+    assert len(study.trials) == 5
+
+
 # --- seeding and end-to-end studies ------------------------------------------------------------
+
+
+def test_one_by_one_draws_of_a_trial_are_independent():
+    """Parameters that reach ``sample_independent`` one at a time get draws of their own, not one
+    shared random number: with equal densities, equal keys would give equal values."""
+    sampler = FusionSampler([], n_startup_trials=0, seed=1)
+    study = optuna.create_study(sampler=sampler)
+    draws = []
+    for _ in range(20):
+        trial = study.ask()
+        draws.append([trial.suggest_float(n, -1.0, 1.0) for n in ("a", "b", "c")])
+        study.tell(trial, sum(draws[-1]))
+    a, b, c = np.array(draws).T
+    assert not np.any(a == b) and not np.any(b == c)
+    # 20 independent pairs: |r| > 0.7 has probability below 1e-3.
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.7 and abs(np.corrcoef(b, c)[0, 1]) < 0.7
+
+
+def test_startup_on_a_huge_integer_range_never_builds_its_grid():
+    """The uniform floor of a 10**12-point grid is drawn by index (building the grid would need
+    8 TB). Every draw lies on the grid, in range."""
+    sampler = FusionSampler([{"n": 1000, "m": 5}], n_startup_trials=100, seed=0, floor=1.0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(
+        lambda t: t.suggest_int("n", 0, 10**12) + t.suggest_int("m", 1, 10**12, log=True),
+        n_trials=20,
+    )
+    for t in study.trials:
+        assert type(t.params["n"]) is int and 0 <= t.params["n"] <= 10**12
+        assert type(t.params["m"]) is int and 1 <= t.params["m"] <= 10**12
+    assert len({t.params["n"] for t in study.trials}) == 20
 
 
 def _run_x_study(seed: int, name: str | None = "repro", n_trials: int = 15) -> list[float]:

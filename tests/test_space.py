@@ -591,3 +591,20 @@ def test_duplicate_names_rejected():
     p = Param("a", Dim(CONTINUOUS, 0.0, 1.0))
     with pytest.raises(ValueError, match="unique"):
         SearchSpace((p, p))
+
+
+@pytest.mark.parametrize(
+    "dist,value",
+    [
+        (IntDistribution(0, 10**9), 500000000.3),
+        (IntDistribution(0, 10**9), 999999999.5),
+        (IntDistribution(1, 10**9, log=True), 123456789.25),
+        (FloatDistribution(0.1, 0.7, step=0.1), 0.35),
+    ],
+)
+def test_off_grid_values_of_large_grids_are_refused(dist, value):
+    """Half a step off is off the grid anywhere on it, as Optuna's own containment check says."""
+    assert not dist._contains(value)
+    with pytest.raises(ValueError, match=rf"'p'.*{value!r}.*not on the grid"):
+        _space(dist).to_internal({"p": value})
+    assert _space(dist).to_internal({"p": dist.high})[0] == dist.high

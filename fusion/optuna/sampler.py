@@ -156,6 +156,7 @@ class FusionSampler(BaseSampler):
         )
         self._method = method
         self._schedule = as_schedule(alpha)
+        _scheduled_alpha(self._schedule, 0)  # a bad schedule fails here, not mid-study
         self._n_startup_trials = n_startup_trials
         self._n_candidates = n_ei_candidates
         self._floor = float(floor)
@@ -247,7 +248,8 @@ class FusionSampler(BaseSampler):
             elif dim.kind == CONTINUOUS:
                 x = rng.uniform(dim.low, dim.high)
             else:
-                x = dim.grid()[rng.integers(dim.n_points)]
+                # A grid point by index: a grid of 10**9 points is never built.
+                x = dim.low + dim.step * rng.integers(dim.n_points)
         return space.to_user(np.array([x]))[name]
 
     def _marginal(self, name: str, dist: BaseDistribution, space: SearchSpace):
@@ -330,8 +332,11 @@ class FusionSampler(BaseSampler):
                 self._estimator(above, search_space), search_space, min_kernels=_MIN_KERNELS
             )
             p_llm = self._llm_density(search_space, space)
-            alpha = float(self._schedule(n)) if p_llm is not None else 0.0
-            x = self._propose(l_below, g_above, p_llm, alpha, self._seed_for(study, trial, "fused"))
+            alpha = _scheduled_alpha(self._schedule, n) if p_llm is not None else 0.0
+            # The draw is keyed by the parameters it is for, so that the one-by-one draws of
+            # sample_independent in one trial are independent of each other.
+            purpose = "fused:" + json.dumps(sorted(search_space))
+            x = self._propose(l_below, g_above, p_llm, alpha, self._seed_for(study, trial, purpose))
         return space.to_user(x)
 
     def _estimator(self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]):
@@ -422,6 +427,22 @@ def _fused_candidates(l_below, p_llm, alpha, seed, *, method, n_candidates, n_pr
     take = proposals.accepted & (jnp.cumsum(proposals.accepted) <= n_candidates)
     valid = take | ~jnp.any(take)
     return proposals.x, proposals.unnormalized_log_prob, valid, jnp.sum(proposals.accepted)
+
+
+def _scheduled_alpha(schedule: AlphaSchedule, n: int) -> float:
+    """``schedule(n)``, refused with a ``ValueError`` unless it is a number in ``[0, 1]``."""
+    try:
+        alpha = schedule(n)
+    except Exception as e:
+        raise ValueError(f"the alpha schedule {schedule!r} failed at n={n}: {e!r}") from e
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.integer | np.floating):
+        raise ValueError(f"alpha schedule {schedule!r} returned {alpha!r} at n={n}, not a number")
+    if not 0.0 <= float(alpha) <= 1.0:  # NaN fails too
+        raise ValueError(
+            f"alpha schedule {schedule!r} returned alpha={alpha!r} at n={n}; "
+            "alpha must lie in [0, 1]"
+        )
+    return float(alpha)
 
 
 def _require_single_objective(study: optuna.Study) -> None:
