@@ -7,19 +7,15 @@ distributed study computes the same alpha for the same history.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from fusion._validate import integer, is_real, positive, unit_interval
 
 
 @runtime_checkable
 class AlphaSchedule(Protocol):
     def __call__(self, n: int) -> float: ...
-
-
-def _check_alpha(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -29,9 +25,10 @@ class Constant:
     alpha: float
 
     def __post_init__(self) -> None:
-        _check_alpha("alpha", self.alpha)
+        unit_interval("alpha", self.alpha)
 
     def __call__(self, n: int) -> float:
+        integer("n", n)
         return float(self.alpha)
 
 
@@ -44,19 +41,18 @@ class HyperbolicDecay:
     n_half: float = 25.0
 
     def __post_init__(self) -> None:
-        _check_alpha("alpha0", self.alpha0)
-        if not (math.isfinite(self.n_half) and self.n_half > 0):
-            raise ValueError(f"n_half must be finite and > 0, got {self.n_half!r}")
+        unit_interval("alpha0", self.alpha0)
+        positive("n_half", self.n_half)
 
     def __call__(self, n: int) -> float:
-        return self.alpha0 / (1.0 + max(n, 0) / self.n_half)
+        return self.alpha0 / (1.0 + integer("n", n) / self.n_half)
 
 
 def as_schedule(alpha: AlphaSchedule | float | None) -> AlphaSchedule:
     """``None`` gives the default :class:`HyperbolicDecay`; a number gives :class:`Constant`."""
     if alpha is None:
         return HyperbolicDecay()
-    if isinstance(alpha, int | float) and not isinstance(alpha, bool):
+    if is_real(alpha):
         return Constant(float(alpha))
     if callable(alpha):
         return alpha

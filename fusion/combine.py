@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fusion import kernels
-from fusion.density import check_points
+from fusion._validate import is_real
+from fusion.density import check_points, check_sample_size
 from fusion.space import Dim
 
 
@@ -31,9 +32,33 @@ def _is_concrete(v) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(v))
 
 
+def _is_real_scalar_array(v) -> bool:
+    """A 0-d NumPy or JAX array of a real, non-boolean dtype."""
+    return (
+        isinstance(v, np.ndarray | jax.Array)
+        and v.ndim == 0
+        and jnp.issubdtype(v.dtype, jnp.number)
+        and not jnp.issubdtype(v.dtype, jnp.complexfloating)
+    )
+
+
+def _numbers(name: str, values, n: int) -> np.ndarray:
+    """Concrete ``values`` as ``n`` floats, or a ``ValueError`` naming ``name`` and the value."""
+    try:
+        v = np.asarray(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must hold {n} numbers, got {values!r}") from None
+    if isinstance(values, str) or v.shape != (n,):
+        raise ValueError(f"{name} must hold {n} numbers, got {values!r}")
+    return v
+
+
 def _common_dims(densities: Sequence) -> tuple[Dim, ...]:
-    if len(densities) == 0:
-        raise ValueError("a pool needs at least one density")
+    if isinstance(densities, str) or not isinstance(densities, Sequence) or len(densities) == 0:
+        raise ValueError(f"densities must be a non-empty sequence of densities, got {densities!r}")
+    for i, d in enumerate(densities):
+        if not (hasattr(d, "dims") and hasattr(d, "log_prob")):
+            raise ValueError(f"densities[{i}] is not a density (no dims and log_prob): {d!r}")
     dims = densities[0].dims
     for i, d in enumerate(densities):
         if d.dims != dims:
@@ -73,7 +98,7 @@ class LinearPool:
 
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         """Exact draws: a component by weight, then a draw from it."""
-        return _linear_sample(self, key, int(n))
+        return _linear_sample(self, key, check_sample_size(n))
 
 
 @jax.jit
@@ -122,12 +147,9 @@ jax.tree_util.register_dataclass(
 
 def linear_pool(densities: Sequence, weights) -> LinearPool:
     """The linear pool ``sum_i w_i p_i``; ``weights`` must be finite, >= 0 and sum to one."""
-    dims = _common_dims(densities)
-    del dims
+    _common_dims(densities)
     if _is_concrete(weights):
-        w = np.asarray(weights, dtype=float).reshape(-1)
-        if w.shape[0] != len(densities):
-            raise ValueError(f"weights has {w.shape[0]} entries for {len(densities)} densities")
+        w = _numbers("weights", weights, len(densities))
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"weights must be finite and >= 0, got {w.tolist()}")
         if abs(w.sum() - 1.0) > 1e-9:
@@ -140,10 +162,12 @@ def linear_pool(densities: Sequence, weights) -> LinearPool:
 def log_linear_pool(densities: Sequence, exponents) -> LogLinearPool:
     """The log-linear pool ``prod_i p_i^e_i / Z``; ``exponents`` must be finite and >= 0."""
     _common_dims(densities)
-    if len(exponents) != len(densities):
-        raise ValueError(f"exponents has {len(exponents)} entries for {len(densities)} densities")
+    if isinstance(exponents, np.ndarray | jax.Array) and exponents.ndim == 1:
+        exponents = tuple(exponents)
+    if not isinstance(exponents, Sequence) or len(exponents) != len(densities):
+        raise ValueError(f"exponents must hold {len(densities)} numbers, got {exponents!r}")
     if _is_concrete(exponents):
-        e = np.asarray(exponents, dtype=float)
+        e = _numbers("exponents", exponents, len(densities))
         if not np.all(np.isfinite(e)) or np.any(e < 0):
             raise ValueError(f"exponents must be finite and >= 0, got {e.tolist()}")
     return LogLinearPool(tuple(densities), tuple(jnp.asarray(e, dtype=float) for e in exponents))
@@ -151,8 +175,10 @@ def log_linear_pool(densities: Sequence, exponents) -> LogLinearPool:
 
 def geometric(p_llm, p_opt, alpha) -> LogLinearPool:
     """``p_llm^alpha p_opt^(1 - alpha) / Z``, for ``alpha`` in ``[0, 1]``."""
+    if _is_concrete(alpha) and not (is_real(alpha) or _is_real_scalar_array(alpha)):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
     if _is_concrete(alpha) and not (0.0 <= float(alpha) <= 1.0):
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
     return log_linear_pool((p_llm, p_opt), (alpha, 1.0 - alpha))
 
 

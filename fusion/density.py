@@ -18,7 +18,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from fusion import kernels
-from fusion.space import CATEGORICAL, CONTINUOUS, DISCRETE, LOG_DISCRETE, Dim, grid_tolerance
+from fusion._validate import integer
+from fusion.kernels import require_x64
+from fusion.space import (
+    CATEGORICAL,
+    CONTINUOUS,
+    DISCRETE,
+    LOG_DISCRETE,
+    Dim,
+    check_dims,
+    grid_tolerance,
+)
 
 
 @runtime_checkable
@@ -37,22 +47,20 @@ class LogDensity(UnnormalizedLogDensity, Protocol):
     def log_prob(self, x: jax.Array) -> jax.Array: ...
 
 
-def require_x64(what: str) -> None:
-    """Refuse to build a density in float32, where tail log-masses lose all precision."""
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError(
-            f"{what} needs 64-bit JAX. Call jax.config.update('jax_enable_x64', True) at start-up, "
-            "or work inside `with jax.enable_x64(True):`."
-        )
-
-
 def bucket_size(k: int, minimum: int = 1) -> int:
     """The smallest power of two that is ``>= k`` and ``>= minimum``."""
     return 1 << max(0, math.ceil(math.log2(max(k, minimum, 1))))
 
 
+def check_sample_size(n) -> int:
+    """``n``, the number of draws, as an ``int >= 0``; anything else is a ``ValueError``."""
+    require_x64("sample")
+    return integer("n", n, minimum=0)
+
+
 def check_points(x, dims: tuple[Dim, ...]) -> jax.Array:
     """Validate a batch of internal coordinates at the public boundary: shape ``(n, d)``, no NaN."""
+    require_x64("log_prob")
     if isinstance(x, jax.core.Tracer):
         return x
     x = np.asarray(x, dtype=float)
@@ -278,10 +286,25 @@ class ProductKernelMixture:
 
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         """``n`` exact draws, shape ``(n, d)``: a kernel by weight, then each coordinate from it."""
-        return _mixture_sample(self, key, int(n))
+        return _mixture_sample(self, key, check_sample_size(n))
 
 
 jax.tree_util.register_dataclass(ProductKernelMixture)
+
+
+def _float_array(name: str, value, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``value`` as a float array (of ``shape``, if given), or a ``ValueError`` naming ``name``."""
+    try:
+        a = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers, got {value!r}") from None
+    if shape is None:
+        return a
+    if a.size != math.prod(shape):
+        raise ValueError(
+            f"{name} must have shape {shape} (kernels, numeric coordinates), got shape {a.shape}"
+        )
+    return a.reshape(shape)
 
 
 def mixture(
@@ -305,14 +328,14 @@ def mixture(
       min_kernels: pad to at least this many kernels, so that small mixtures share one shape.
     """
     require_x64("ProductKernelMixture")
-    dims = tuple(dims)
-    w = np.asarray(weights, dtype=float).reshape(-1)
+    dims = check_dims(dims)
+    w = _float_array("weights", weights).reshape(-1)
     k = w.shape[0]
     n_num = sum(d.is_numeric for d in dims)
     n_cat = len(dims) - n_num
-    mu = np.asarray(mu, dtype=float).reshape(k, n_num)
-    sigma = np.asarray(sigma, dtype=float).reshape(k, n_num)
-    cat_probs = [np.asarray(c, dtype=float) for c in cat_probs]
+    mu = _float_array("mu", mu, (k, n_num))
+    sigma = _float_array("sigma", sigma, (k, n_num))
+    cat_probs = [_float_array(f"cat_probs[{j}]", c) for j, c in enumerate(cat_probs)]
     if k == 0:
         raise ValueError("weights must hold at least one kernel")
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
@@ -373,7 +396,8 @@ def _uniform_sample(density: Uniform, key: jax.Array, n: int) -> jax.Array:
             columns.append(jax.random.uniform(kj, (n,), minval=dim.low, maxval=dim.high))
         else:
             idx = jax.random.randint(kj, (n,), 0, dim.n_points).astype(float)
-            columns.append(idx if dim.kind == CATEGORICAL else dim.low + dim.step * idx)
+            grid = jnp.minimum(dim.low + dim.step * idx, dim.high)  # the top can land 1 ulp over
+            columns.append(idx if dim.kind == CATEGORICAL else grid)
     return jnp.stack(columns, axis=1)
 
 
@@ -386,6 +410,7 @@ class Uniform:
 
     def __post_init__(self) -> None:
         require_x64("Uniform")
+        check_dims(self.dims)
         for d in self.dims:
             if d.kind == CONTINUOUS and not (math.isfinite(d.high - d.low) and d.high > d.low):
                 raise ValueError(f"a uniform density needs finite bounds with low < high, got {d}")
@@ -396,7 +421,7 @@ class Uniform:
     unnormalized_log_prob = log_prob
 
     def sample(self, key: jax.Array, n: int) -> jax.Array:
-        return _uniform_sample(self, key, int(n))
+        return _uniform_sample(self, key, check_sample_size(n))
 
 
 jax.tree_util.register_dataclass(Uniform)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from fusion._validate import integer, unit_interval
 from fusion.combine import LinearPool, linear_pool
 from fusion.density import ProductKernelMixture, Uniform, mixture
 from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, SearchSpace
@@ -64,7 +65,7 @@ def bandwidths(
     ``n_coordinates`` is the ``d`` of Scott's factor; it defaults to ``len(space)``. A marginal of a
     larger space passes the larger ``d``, so its bandwidths equal the joint ones.
     """
-    d = len(space) if n_coordinates is None else n_coordinates
+    d = len(space) if n_coordinates is None else integer("n_coordinates", n_coordinates, len(space))
     p = weights / weights.sum()
     n_eff = 1.0 / np.sum(p**2)
     y = _kernel_units(space, x)
@@ -123,7 +124,6 @@ def suggestion_density(
     n_coordinates: int | None = None,
 ) -> LinearPool:
     """``p_llm = (1 - floor) * kernel_density(...) + floor * Uniform``, normalized on ``space``."""
-    if not (0.0 <= floor <= 1.0):
-        raise ValueError(f"floor must lie in [0, 1], got {floor!r}")
+    floor = unit_interval("floor", floor)
     kde = kernel_density(space, suggestions, weights, n_coordinates=n_coordinates)
     return linear_pool((kde, Uniform(space.dims)), (1.0 - floor, floor))

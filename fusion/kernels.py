@@ -22,6 +22,19 @@ from jax.scipy.special import erfcx, ndtri
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def require_x64(what: str) -> None:
+    """Refuse to work in float32, where tail log-masses lose all precision.
+
+    Called at every public entry point, in Python (at trace time under ``jit``), so float32 is
+    refused with this message rather than computed silently.
+    """
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            f"{what} needs 64-bit JAX. Call jax.config.update('jax_enable_x64', True) at start-up, "
+            "or work inside `with jax.enable_x64(True):`."
+        )
+
+
 def log_ndtr(x: jax.Array) -> jax.Array:
     """``log Phi(x)`` to full float64 relative precision, from one ``erfcx``.
 
@@ -29,6 +42,7 @@ def log_ndtr(x: jax.Array) -> jax.Array:
     underflows; above zero ``log Phi(x) = log1p(-Phi(-x))``. (``jax.scipy.special.log_ndtr`` uses a
     short asymptotic series in the lower tail that is off by 4e-9 absolute near ``x = -20``.)
     """
+    require_x64("fusion.kernels.log_ndtr")
     x = jnp.asarray(x, dtype=float)
     ax = jnp.minimum(jnp.abs(x), 1e150)
     log_lower = jnp.log(0.5 * erfcx(ax / math.sqrt(2))) - 0.5 * ax * ax
@@ -59,6 +73,7 @@ def log_gauss_mass(a: jax.Array, b: jax.Array) -> jax.Array:
     By symmetry the interval is reflected so that its centre lies left of the mode; there both CDFs
     keep their relative precision and the difference is taken in log space.
     """
+    require_x64("fusion.kernels.log_gauss_mass")
     a, b = jnp.broadcast_arrays(jnp.asarray(a, dtype=float), jnp.asarray(b, dtype=float))
     flip = (a + b) > 0
     lo, hi = jnp.where(flip, -b, a), jnp.where(flip, -a, b)
@@ -69,6 +84,7 @@ def log_gauss_mass(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def truncnorm_logpdf(x, mu, sigma, low, high):
     """Log-density of ``N(mu, sigma^2)`` truncated to ``[low, high]``; ``-inf`` outside."""
+    require_x64("fusion.kernels.truncnorm_logpdf")
     inside = (x >= low) & (x <= high)
     z = (jnp.clip(x, low, high) - mu) / sigma
     log_z = log_gauss_mass((low - mu) / sigma, (high - mu) / sigma)
@@ -78,6 +94,7 @@ def truncnorm_logpdf(x, mu, sigma, low, high):
 
 def interval_log_mass(left, right, mu, sigma, low, high):
     """Log of the mass that ``N(mu, sigma^2)`` truncated to ``[low, high]`` puts on ``[left, right]``."""
+    require_x64("fusion.kernels.interval_log_mass")
     inside = (left >= low) & (right <= high) & (left < right)
     left, right = jnp.clip(left, low, high), jnp.clip(right, low, high)
     num = log_gauss_mass((left - mu) / sigma, (right - mu) / sigma)
@@ -92,6 +109,7 @@ def ndtri_exp(log_p: jax.Array, n_newton: int = 3) -> jax.Array:
     ``x ~ -sqrt(t - log t - log 2pi)`` with ``t = -2 log p``) and polishes with Newton steps on
     ``log_ndtr(x) = log_p``, whose derivative is the inverse Mills ratio.
     """
+    require_x64("fusion.kernels.ndtri_exp")
     deep = log_p < -30.0
     t = -2.0 * jnp.where(deep, log_p, -31.0)
     x_tail = -jnp.sqrt(t - jnp.log(t) - 2 * LOG_SQRT_2PI)
@@ -114,6 +132,7 @@ def sample_truncnorm(key, mu, sigma, low, high, shape=None):
     The interval is reflected so that it lies mostly left of the mode; there ``Phi`` keeps its relative
     precision in ``log_ndtr``, so draws 40 sigma into a tail are still exact and inside the bounds.
     """
+    require_x64("fusion.kernels.sample_truncnorm")
     shape = (
         jnp.broadcast_shapes(jnp.shape(mu), jnp.shape(sigma), jnp.shape(low), jnp.shape(high))
         if shape is None

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fusion import kernels
+from fusion._validate import integer
 from fusion.combine import LogLinearPool, _is_concrete, linear_pool
 
 
@@ -85,17 +86,16 @@ def amgm_rejection_sample(
     """
     if not isinstance(pool, LogLinearPool):
         raise ValueError(f"pool must be a LogLinearPool, got {type(pool).__name__}")
-    if n < 1 or batch_size < 1 or max_rounds < 1:
-        raise ValueError(
-            f"n, batch_size and max_rounds must be >= 1, got {n}, {batch_size}, {max_rounds}"
-        )
+    n = integer("n", n, minimum=1)
+    batch_size = integer("batch_size", batch_size, minimum=1)
+    max_rounds = integer("max_rounds", max_rounds, minimum=1)
+    min_accepted = n if min_accepted is None else integer("min_accepted", min_accepted, 0, n)
     if _is_concrete(pool.exponents):
         total = float(sum(float(e) for e in pool.exponents))
         if abs(total - 1.0) > 1e-9:
             raise ValueError(
                 f"AM-GM rejection needs exponents that sum to 1, got {[float(e) for e in pool.exponents]}"
             )
-    min_accepted = n if min_accepted is None else min_accepted
     accepted, n_proposed, n_accepted = [], 0, 0
     for r in range(max_rounds):
         x, ok, _ = _amgm_round(pool, jax.random.fold_in(key, r), batch_size)

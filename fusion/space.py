@@ -89,6 +89,40 @@ class Dim(NamedTuple):
         return np.minimum(self.low + self.step * np.arange(self.n_points, dtype=float), self.high)
 
 
+def check_dims(dims) -> tuple[Dim, ...]:
+    """``dims`` as a tuple, each a well-formed :class:`Dim`, else a ``ValueError`` naming it.
+
+    A continuous coordinate needs ``low < high`` (infinite bounds are allowed: a kernel can live on
+    the real line); a grid needs finite ``low <= high`` and a finite ``step > 0`` (a log int also
+    ``low - step/2 > 0``); a categorical coordinate needs at least one choice.
+    """
+    if isinstance(dims, Dim) or not isinstance(dims, Sequence):
+        raise ValueError(f"dims must be a sequence of Dim, got {dims!r}")
+    for j, d in enumerate(dims):
+        if not isinstance(d, Dim):
+            raise ValueError(f"dims[{j}] must be a Dim, got {d!r}")
+        if d.kind == CONTINUOUS:
+            ok = not (math.isnan(d.low) or math.isnan(d.high)) and d.low < d.high
+        elif d.kind in (DISCRETE, LOG_DISCRETE):
+            ok = (
+                math.isfinite(d.low)
+                and math.isfinite(d.high)
+                and math.isfinite(d.step)
+                and d.step > 0
+                and d.low <= d.high
+                and (d.kind == DISCRETE or d.low - d.step / 2 > 0)
+            )
+        elif d.kind == CATEGORICAL:
+            ok = isinstance(d.n_choices, int) and d.n_choices >= 1
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"dims[{j}] = {d} is not a valid coordinate (see fusion.space.check_dims)"
+            )
+    return tuple(dims)
+
+
 @dataclass(frozen=True)
 class Param:
     """One named parameter: its geometry and, for a categorical, its choices.
@@ -138,7 +172,7 @@ class Param:
         if math.isnan(c):
             raise ValueError(f"parameter {self.name!r}: coordinate {c!r} is NaN")
         if self.dim.kind == CATEGORICAL:
-            return self.choices[int(np.clip(round(c), 0, len(self.choices) - 1))]
+            return self.choices[int(round(min(max(c, 0.0), len(self.choices) - 1.0)))]
         if self.dim.kind == CONTINUOUS:
             low, high = self.user_bounds
             # At or past a bound, the bound itself: exp(ln(low)) can be 1 ulp off low.
@@ -188,6 +222,7 @@ def _choice_index(name: str, choices: Sequence[Any], value: Any) -> int:
     """The index of ``value`` among ``choices``, compared by type and value, never by hash or cast.
 
     ``1``, ``True`` and ``1.0`` are different choices; a list and a tuple with equal items are one.
+    A NumPy scalar counts as its Python twin (``np.int64(2)`` as ``2``, ``np.str_("a")`` as ``"a"``).
     """
     for i, c in enumerate(choices):
         if _same_choice(c, value):
@@ -198,6 +233,8 @@ def _choice_index(name: str, choices: Sequence[Any], value: Any) -> int:
 
 
 def _same_choice(a: Any, b: Any) -> bool:
+    a = a.item() if isinstance(a, np.generic) else a
+    b = b.item() if isinstance(b, np.generic) else b
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(_same_choice(x, y) for x, y in zip(a, b, strict=True))
     if type(a) is not type(b):
@@ -274,6 +311,10 @@ class SearchSpace:
 
         Float, log float, int, log int, stepped float/int and categorical distributions are supported.
         """
+        if not isinstance(distributions, Mapping):
+            raise ValueError(
+                f"distributions must be a dict of name to Optuna distribution, got {distributions!r}"
+            )
         return cls(tuple(_param_from_optuna(n, d) for n, d in distributions.items()))
 
 
@@ -294,6 +335,11 @@ def _param_from_optuna(name: str, d: Any) -> Param:
         raise ValueError(f"parameter {name!r}: a log distribution needs low > 0, got {low}")
     if not (math.isfinite(low) and math.isfinite(high) and low <= high):
         raise ValueError(f"parameter {name!r}: bounds [{low}, {high}] are not a finite interval")
+    if not math.isfinite(high - low):
+        raise ValueError(
+            f"parameter {name!r}: the width of [{low}, {high}] overflows a float; "
+            "rescale the parameter"
+        )
     bounds = (low, high)
     if step is None:
         dim = Dim(CONTINUOUS, math.log(low), math.log(high)) if log else Dim(CONTINUOUS, low, high)

@@ -107,8 +107,11 @@ def test_tail_sampling_cases(case, mu, sigma, low, high, mean):
     s = np.asarray(kernels.sample_truncnorm(jax.random.PRNGKey(7), mu, sigma, low, high, (n,)))
     assert np.all(np.isfinite(s)) and np.all(s >= low) and np.all(s <= high), case
     ref = st.truncnorm((low - mu) / sigma, (high - mu) / sigma, loc=mu, scale=sigma)
+    # scipy squares the 1e300 bound of K5 on the way (an overflow warning, with a right answer).
+    with np.errstate(over="ignore"):
+        sd = ref.std()
     # Five standard errors: a false failure has probability below 1e-6 at a fixed seed.
-    assert abs(s.mean() - mean) < 5 * ref.std() / np.sqrt(n), case
+    assert abs(s.mean() - mean) < 5 * sd / np.sqrt(n), case
     assert st.kstest(s, ref.cdf).pvalue > 1e-4, case
 
 

@@ -425,7 +425,7 @@ def test_o10_true_is_not_one():
     assert CategoricalDistribution(choices).to_internal_repr(True) == 1
 
 
-@pytest.mark.parametrize("bad", [True, 1.0, np.int64(1), "A", 2.50001])
+@pytest.mark.parametrize("bad", [True, 1.0, np.float64(1.0), np.bool_(True), "A", 2.50001])
 def test_s4_choices_are_not_cast(bad):
     space = _space(CategoricalDistribution([None, 1, "a", 2.5]), "c")
     with pytest.raises(ValueError) as info:
@@ -608,3 +608,27 @@ def test_off_grid_values_of_large_grids_are_refused(dist, value):
     with pytest.raises(ValueError, match=rf"'p'.*{value!r}.*not on the grid"):
         _space(dist).to_internal({"p": value})
     assert _space(dist).to_internal({"p": dist.high})[0] == dist.high
+
+
+def test_numpy_scalars_match_their_python_twins():
+    """A NumPy scalar is its Python value: ``np.int64(1)`` is the choice ``1``, not ``True``."""
+    space = _space(CategoricalDistribution([None, 1, "a", 2.5, True]), "c")
+    assert space.to_internal({"c": np.int64(1)})[0] == 1.0
+    assert space.to_internal({"c": np.str_("a")})[0] == 2.0
+    assert space.to_internal({"c": np.float64(2.5)})[0] == 3.0
+    assert space.to_internal({"c": np.bool_(True)})[0] == 4.0
+
+
+def test_from_optuna_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError, match="distributions must be a dict"):
+        SearchSpace.from_optuna([FloatDistribution(0.0, 1.0)])
+    with pytest.raises(ValueError, match="'w'.*overflows"):
+        SearchSpace.from_optuna({"w": FloatDistribution(-1e308, 1e308)})
+
+
+def test_to_user_clips_infinite_coordinates():
+    space = _space(CategoricalDistribution(["a", "b", "c"]), "c")
+    assert space.to_user(np.array([np.inf]))["c"] == "c"
+    assert space.to_user(np.array([-np.inf]))["c"] == "a"
+    wide = _space(IntDistribution(0, 10))
+    assert wide.to_user(np.array([np.inf]))["p"] == 10

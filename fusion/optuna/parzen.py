@@ -184,8 +184,10 @@ def from_optuna_reprs(space: SearchSpace, reprs: Mapping[str, Any]) -> np.ndarra
     for p in space.params:
         col = np.asarray(reprs[p.name], dtype=float).reshape(-1)
         if p.dim.kind == CONTINUOUS and p.log:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                col = np.log(col)
+            if np.any(~(col > 0)):
+                bad = col[~(col > 0)][0]
+                raise ValueError(f"parameter {p.name!r}: value {bad!r} must be > 0 on a log scale")
+            col = np.log(col)
         cols.append(col)
     n = len(cols[0]) if cols else 0
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0))

@@ -62,6 +62,7 @@ from optuna.storages._base import DEFAULT_STUDY_NAME_PREFIX
 from optuna.trial import FrozenTrial, TrialState
 
 from fusion import kernels
+from fusion._validate import integer, is_int, unit_interval
 from fusion.adaptive import AlphaSchedule, as_schedule
 from fusion.combine import geometric, linear_pool
 from fusion.kde import DEFAULT_FLOOR, kernel_density, suggestion_density
@@ -124,13 +125,10 @@ class FusionSampler(BaseSampler):
                 raise ValueError(f"suggestions[{i}] must be a dict of name to value, got {s!r}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if not (_is_int(n_startup_trials) and n_startup_trials >= 0):
-            raise ValueError(f"n_startup_trials must be an int >= 0, got {n_startup_trials!r}")
-        if not (_is_int(n_ei_candidates) and n_ei_candidates >= 1):
-            raise ValueError(f"n_ei_candidates must be an int >= 1, got {n_ei_candidates!r}")
-        if isinstance(floor, bool) or not (isinstance(floor, int | float) and 0.0 <= floor <= 1.0):
-            raise ValueError(f"floor must be a number in [0, 1], got {floor!r}")
-        if seed is not None and not (_is_int(seed) and 0 <= seed < 2**63):
+        integer("n_startup_trials", n_startup_trials, minimum=0)
+        integer("n_ei_candidates", n_ei_candidates, minimum=1)
+        unit_interval("floor", floor)
+        if seed is not None and not (is_int(seed) and 0 <= seed < 2**63):
             raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
         if suggestion_weights is not None:
             try:
@@ -275,8 +273,12 @@ class FusionSampler(BaseSampler):
         """Indices of the suggestions that give every name a value valid in ``space``."""
         kept, reasons = [], []
         for i, s in enumerate(self._suggestions):
+            missing = [n for n in names if n not in s]
+            if missing:
+                reasons.append(f"suggestions[{i}] {s!r} has no value for {missing}")
+                continue
             try:
-                space.to_internal({n: s[n] for n in names if n in s})
+                space.to_internal({n: s[n] for n in names})
             except ValueError as e:
                 reasons.append(f"suggestions[{i}]: {e}")
                 continue
@@ -474,10 +476,6 @@ def _stored_relative_params(trial: FrozenTrial) -> dict[str, float]:
     except json.JSONDecodeError:
         return {}
     return stored if isinstance(stored, dict) else {}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _conform(name: str, dist: BaseDistribution, value: Any) -> Any:
