@@ -19,11 +19,11 @@ that another study already scored is not cross-validated again.
 Outputs: a markdown table of best-so-far errors at fixed trial counts (median and [min, max] over
 seeds), printed and written to ``<out>/table.md``, and a plot ``<out>/best_so_far.png``.
 
-Runtime on a 2-core machine: one evaluation takes 0.1-0.7 s (0.25 s on average, 5-fold CV); the
-default run (6 seeds x 40 trials x 3 methods, about 650 distinct evaluations) takes about 3-4.5
-minutes, including JAX compilation in the first Fusion study (cached in ``.jax_cache/`` for later
-runs). ``--quick`` (2 seeds, 12 trials, 3-fold CV on 600 images) takes under half a minute once
-the JAX cache is warm.
+Runtime on a 2-core machine: one evaluation takes 0.1-0.7 s (0.4 s on average, 5-fold CV); the
+default run (6 seeds x 40 trials x 3 methods, about 650 distinct evaluations) takes 4-5 minutes,
+including JAX compilation in the first Fusion study (cached in ``.jax_cache/`` for later runs).
+``--quick`` (2 seeds, 12 trials, 3-fold CV on 600 images) takes under half a minute once the JAX
+cache is warm.
 
 Usage: ``python benchmarks/demo.py [--seeds N] [--trials N] [--quick] [--out DIR]``
 """
@@ -42,6 +42,7 @@ import optuna
 from _timing import TimedSampler
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 from sklearn.datasets import load_digits
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -242,7 +243,13 @@ def plot(results: Sequence[StudyResult], settings: Settings, path: Path) -> None
         color = f"C{i}"
         ax.plot(trial, np.median(best, axis=0), color=color, label=method)
         ax.fill_between(trial, best.min(axis=0), best.max(axis=0), color=color, alpha=0.2)
+    # The first few trials (errors up to ~0.9) would squash the range that matters: start the
+    # y axis at the worst best-so-far value of any seed after five trials.
+    everything = np.concatenate([curves(results, m) for m in METHODS])
+    top = everything[:, min(4, settings.trials - 1)].max()
     ax.set_yscale("log")
+    ax.set_ylim(0.95 * everything.min(), 1.05 * top)
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
     ax.set_xlabel("trial")
     ax.set_ylabel("best-so-far CV error (1 - accuracy)")
     ax.set_title(f"SVC on digits: median and [min, max] over {settings.seeds} seeds")

@@ -46,6 +46,7 @@ def log_ndtr(x: jax.Array) -> jax.Array:
     x = jnp.asarray(x, dtype=float)
     ax = jnp.minimum(jnp.abs(x), 1e150)
     log_lower = jnp.log(0.5 * erfcx(ax / math.sqrt(2))) - 0.5 * ax * ax
+    log_lower = jnp.where(x == -jnp.inf, -jnp.inf, log_lower)
     return jnp.where(x > 0, jnp.log1p(-jnp.exp(log_lower)), log_lower)
 
 

@@ -134,3 +134,9 @@ def test_log_ndtr_matches_mpmath(x):
     # In the upper tail Phi(-x) carries exp(-x^2/2), whose argument is rounded to x^2/2 * eps.
     rtol = max(1e-14, 4e-16 * x * x) if x > 0 else 1e-14
     np.testing.assert_allclose(float(kernels.log_ndtr(x)), ref, rtol=rtol, atol=1e-300)
+
+
+def test_log_ndtr_at_the_infinities():
+    out = np.asarray(kernels.log_ndtr(np.array([-np.inf, np.inf, -1e200, 1e200])))
+    assert out[0] == -np.inf and out[1] == 0.0 and out[3] == 0.0
+    assert np.isfinite(out[2]) and out[2] < -1e299
