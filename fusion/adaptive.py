@@ -48,6 +48,21 @@ class HyperbolicDecay:
         return self.alpha0 / (1.0 + integer("n", n) / self.n_half)
 
 
+def alpha_at(schedule: AlphaSchedule, n: int) -> float:
+    """``schedule(n)``, checked: a ``ValueError`` names the schedule, ``n`` and what it returned
+    unless that is a number in ``[0, 1]``."""
+    try:
+        alpha = schedule(n)
+    except Exception as e:
+        raise ValueError(f"the alpha schedule {schedule!r} failed at n={n}: {e!r}") from e
+    if not (is_real(alpha) and 0.0 <= float(alpha) <= 1.0):  # NaN fails too
+        raise ValueError(
+            f"alpha schedule {schedule!r} returned alpha={alpha!r} at n={n}; "
+            "alpha must be a number in [0, 1]"
+        )
+    return float(alpha)
+
+
 def as_schedule(alpha: AlphaSchedule | float | None) -> AlphaSchedule:
     """``None`` gives the default :class:`HyperbolicDecay`; a number gives :class:`Constant`."""
     if alpha is None:

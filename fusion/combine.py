@@ -175,9 +175,9 @@ def log_linear_pool(densities: Sequence, exponents) -> LogLinearPool:
 
 def geometric(p_llm, p_opt, alpha) -> LogLinearPool:
     """``p_llm^alpha p_opt^(1 - alpha) / Z``, for ``alpha`` in ``[0, 1]``."""
-    if _is_concrete(alpha) and not (is_real(alpha) or _is_real_scalar_array(alpha)):
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    if _is_concrete(alpha) and not (0.0 <= float(alpha) <= 1.0):
+    if _is_concrete(alpha) and not (
+        (is_real(alpha) or _is_real_scalar_array(alpha)) and 0.0 <= float(alpha) <= 1.0
+    ):
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
     return log_linear_pool((p_llm, p_opt), (alpha, 1.0 - alpha))
 

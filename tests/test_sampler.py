@@ -28,9 +28,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import fusion.optuna.sampler as sampler_module
+from fusion.density import mixture
 from fusion.kde import bandwidths
 from fusion.optuna import FusionSampler
-from fusion.space import SearchSpace
+from fusion.space import CONTINUOUS, Dim, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -981,3 +982,52 @@ def test_s5_param_present_only_in_some_trials(monkeypatch, estimators, splits):
         if any(v < math.inf for v in bad):
             assert all(v < math.inf for v in good)
     check_estimators(estimators)  # finite weights that sum to one
+
+
+# --- the fused draw ------------------------------------------------------------------------------
+
+
+def _x_mixture(mu: float, sigma: float):
+    return mixture((Dim(CONTINUOUS, -1.0, 1.0),), [1.0], [[mu]], [[sigma]], min_kernels=32)
+
+
+@pytest.mark.parametrize("n_candidates", [3, 24])
+def test_fused_candidates_are_the_first_accepted_proposals(n_candidates):
+    """Overlapping densities: the rows are accepted AM-GM draws (at most ``n_candidates``), with
+    ``log f = alpha log p_llm + (1 - alpha) log l`` at each."""
+    p_llm, l_below = _x_mixture(0.2, 0.3), _x_mixture(0.0, 0.3)
+    x, log_f, valid, n_acc = sampler_module._fused_candidates(
+        l_below,
+        p_llm,
+        np.float64(0.4),
+        np.int64(5),
+        method="geometric",
+        n_candidates=n_candidates,
+        n_proposals=4 * n_candidates,
+    )
+    x, log_f, valid = np.asarray(x), np.asarray(log_f), np.asarray(valid)
+    assert x.shape == (n_candidates, 1) and int(n_acc) > 0
+    assert valid.sum() == min(int(n_acc), n_candidates)
+    expected = 0.4 * np.asarray(p_llm.log_prob(x)) + 0.6 * np.asarray(l_below.log_prob(x))
+    np.testing.assert_allclose(log_f[valid], expected[valid], rtol=1e-12)
+
+
+def test_no_accepted_proposal_falls_back_to_envelope_draws_with_a_warning():
+    """Densities 40 sigma apart: Z of the geometric pool is ~e^-400, nothing is accepted, so the
+    first ``n_candidates`` draws of the envelope stand in, and the sampler says so."""
+    p_llm, l_below = _x_mixture(-0.8, 0.01), _x_mixture(0.8, 0.01)
+    x, _, valid, n_acc = sampler_module._fused_candidates(
+        l_below,
+        p_llm,
+        np.float64(0.5),
+        np.int64(5),
+        method="geometric",
+        n_candidates=24,
+        n_proposals=96,
+    )
+    assert int(n_acc) == 0 and np.asarray(valid).all() and np.asarray(x).shape == (24, 1)
+    # half the envelope's mass sits at each end
+    assert 0 < np.sum(np.asarray(x) < 0) < 24
+    sampler = FusionSampler([{"x": -0.8}], n_startup_trials=0, seed=0, alpha=0.5)
+    with pytest.warns(UserWarning, match="accepted none of 96 proposals"):
+        sampler._propose(l_below, l_below, p_llm, 0.5, np.int64(5))

@@ -63,7 +63,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fusion import kernels
 from fusion._validate import integer, is_int, unit_interval
-from fusion.adaptive import AlphaSchedule, as_schedule
+from fusion.adaptive import AlphaSchedule, alpha_at, as_schedule
 from fusion.combine import geometric, linear_pool
 from fusion.kde import DEFAULT_FLOOR, kernel_density, suggestion_density
 from fusion.optuna.parzen import from_parzen_estimator
@@ -154,7 +154,7 @@ class FusionSampler(BaseSampler):
         )
         self._method = method
         self._schedule = as_schedule(alpha)
-        _scheduled_alpha(self._schedule, 0)  # a bad schedule fails here, not mid-study
+        alpha_at(self._schedule, 0)  # a bad schedule fails here, not mid-study
         self._n_startup_trials = n_startup_trials
         self._n_candidates = n_ei_candidates
         self._floor = float(floor)
@@ -334,7 +334,7 @@ class FusionSampler(BaseSampler):
                 self._estimator(above, search_space), search_space, min_kernels=_MIN_KERNELS
             )
             p_llm = self._llm_density(search_space, space)
-            alpha = _scheduled_alpha(self._schedule, n) if p_llm is not None else 0.0
+            alpha = alpha_at(self._schedule, n) if p_llm is not None else 0.0
             # The draw is keyed by the parameters it is for, so that the one-by-one draws of
             # sample_independent in one trial are independent of each other.
             purpose = "fused:" + json.dumps(sorted(search_space))
@@ -413,8 +413,12 @@ def _fused_candidates(l_below, p_llm, alpha, seed, *, method, n_candidates, n_pr
     - ``tpe``: ``n_candidates`` draws of ``l`` (no suggestion fits the space).
     - ``linear``: ``n_candidates`` exact draws of ``alpha p_llm + (1 - alpha) l``.
     - ``geometric``: ``n_proposals`` AM-GM proposals for ``p_llm^alpha l^(1 - alpha)``, of which the
-      first ``n_candidates`` accepted count. If none is accepted, every proposal (a draw of the
-      envelope ``alpha p_llm + (1 - alpha) l``) counts instead.
+      first ``n_candidates`` accepted are the candidates (fewer accepted leave the rest invalid).
+      If none is accepted, the first ``n_candidates`` proposals (draws of the envelope
+      ``alpha p_llm + (1 - alpha) l``) stand in.
+
+    Every method returns ``n_candidates`` rows, so the ratio step evaluates ``g`` on no more points
+    than TPE does.
     """
     key = jax.random.key(seed)
     every = jnp.ones(n_candidates, dtype=bool)
@@ -426,25 +430,12 @@ def _fused_candidates(l_below, p_llm, alpha, seed, *, method, n_candidates, n_pr
         x = fused.sample(key, n_candidates)
         return x, fused.log_prob(x), every, jnp.asarray(0)
     proposals = amgm_round(geometric(p_llm, l_below, alpha), key, n_proposals)
-    take = proposals.accepted & (jnp.cumsum(proposals.accepted) <= n_candidates)
-    valid = take | ~jnp.any(take)
-    return proposals.x, proposals.unnormalized_log_prob, valid, jnp.sum(proposals.accepted)
-
-
-def _scheduled_alpha(schedule: AlphaSchedule, n: int) -> float:
-    """``schedule(n)``, refused with a ``ValueError`` unless it is a number in ``[0, 1]``."""
-    try:
-        alpha = schedule(n)
-    except Exception as e:
-        raise ValueError(f"the alpha schedule {schedule!r} failed at n={n}: {e!r}") from e
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.integer | np.floating):
-        raise ValueError(f"alpha schedule {schedule!r} returned {alpha!r} at n={n}, not a number")
-    if not 0.0 <= float(alpha) <= 1.0:  # NaN fails too
-        raise ValueError(
-            f"alpha schedule {schedule!r} returned alpha={alpha!r} at n={n}; "
-            "alpha must lie in [0, 1]"
-        )
-    return float(alpha)
+    n_accepted = jnp.sum(proposals.accepted)
+    (first,) = jnp.nonzero(proposals.accepted, size=n_candidates, fill_value=-1)
+    none = n_accepted == 0
+    pick = jnp.where(none, jnp.arange(n_candidates), jnp.maximum(first, 0))
+    valid = none | (first >= 0)
+    return proposals.x[pick], proposals.unnormalized_log_prob[pick], valid, n_accepted
 
 
 def _require_single_objective(study: optuna.Study) -> None:
