@@ -991,21 +991,26 @@ def _x_mixture(mu: float, sigma: float):
     return mixture((Dim(CONTINUOUS, -1.0, 1.0),), [1.0], [[mu]], [[sigma]], min_kernels=32)
 
 
-@pytest.mark.parametrize("n_candidates", [3, 24])
-def test_fused_candidates_are_the_first_accepted_proposals(n_candidates):
-    """Overlapping densities: the rows are accepted AM-GM draws (at most ``n_candidates``), with
-    ``log f = alpha log p_llm + (1 - alpha) log l`` at each."""
-    p_llm, l_below = _x_mixture(0.2, 0.3), _x_mixture(0.0, 0.3)
-    x, log_f, valid, n_acc = sampler_module._fused_candidates(
+def _geometric_candidates(p_llm, l_below, alpha: float, n_candidates: int):
+    """``(x, log_f, valid, n_accepted)`` of the fused draw, as NumPy, with 4 proposals a candidate."""
+    out = sampler_module._fused_candidates(
         l_below,
         p_llm,
-        np.float64(0.4),
+        np.float64(alpha),
         np.int64(5),
         method="geometric",
         n_candidates=n_candidates,
         n_proposals=4 * n_candidates,
     )
-    x, log_f, valid = np.asarray(x), np.asarray(log_f), np.asarray(valid)
+    return tuple(np.asarray(a) for a in out)
+
+
+@pytest.mark.parametrize("n_candidates", [3, 24])
+def test_fused_candidates_are_the_first_accepted_proposals(n_candidates):
+    """Overlapping densities: the rows are accepted AM-GM draws (at most ``n_candidates``), with
+    ``log f = alpha log p_llm + (1 - alpha) log l`` at each."""
+    p_llm, l_below = _x_mixture(0.2, 0.3), _x_mixture(0.0, 0.3)
+    x, log_f, valid, n_acc = _geometric_candidates(p_llm, l_below, 0.4, n_candidates)
     assert x.shape == (n_candidates, 1) and int(n_acc) > 0
     assert valid.sum() == min(int(n_acc), n_candidates)
     expected = 0.4 * np.asarray(p_llm.log_prob(x)) + 0.6 * np.asarray(l_below.log_prob(x))
@@ -1016,18 +1021,10 @@ def test_no_accepted_proposal_falls_back_to_envelope_draws_with_a_warning():
     """Densities 40 sigma apart: Z of the geometric pool is ~e^-400, nothing is accepted, so the
     first ``n_candidates`` draws of the envelope stand in, and the sampler says so."""
     p_llm, l_below = _x_mixture(-0.8, 0.01), _x_mixture(0.8, 0.01)
-    x, _, valid, n_acc = sampler_module._fused_candidates(
-        l_below,
-        p_llm,
-        np.float64(0.5),
-        np.int64(5),
-        method="geometric",
-        n_candidates=24,
-        n_proposals=96,
-    )
-    assert int(n_acc) == 0 and np.asarray(valid).all() and np.asarray(x).shape == (24, 1)
+    x, _, valid, n_acc = _geometric_candidates(p_llm, l_below, 0.5, 24)
+    assert int(n_acc) == 0 and valid.all() and x.shape == (24, 1)
     # half the envelope's mass sits at each end
-    assert 0 < np.sum(np.asarray(x) < 0) < 24
+    assert 0 < np.sum(x < 0) < 24
     sampler = FusionSampler([{"x": -0.8}], n_startup_trials=0, seed=0, alpha=0.5)
     with pytest.warns(UserWarning, match="accepted none of 96 proposals"):
         sampler._propose(l_below, l_below, p_llm, 0.5, np.int64(5))
