@@ -42,7 +42,6 @@ import optuna
 from _timing import TimedSampler
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
 from sklearn.datasets import load_digits
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -247,9 +246,7 @@ def plot(results: Sequence[StudyResult], settings: Settings, path: Path) -> None
     # y axis at the worst best-so-far value of any seed after five trials.
     everything = np.concatenate([curves(results, m) for m in METHODS])
     top = everything[:, min(4, settings.trials - 1)].max()
-    ax.set_yscale("log")
     ax.set_ylim(0.95 * everything.min(), 1.05 * top)
-    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
     ax.set_xlabel("trial")
     ax.set_ylabel("best-so-far CV error (1 - accuracy)")
     ax.set_title(f"SVC on digits: median and [min, max] over {settings.seeds} seeds")

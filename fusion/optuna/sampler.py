@@ -92,7 +92,8 @@ class FusionSampler(BaseSampler):
     Args:
       suggestions: configurations (dicts of parameter name to value), for example parsed from a
         language model's reply. Values are checked against each trial's distributions; those that
-        don't fit are dropped with a warning.
+        don't fit, or lack a parameter being sampled, are dropped with a warning. Keys that name no
+        parameter of the study are ignored (a suggestion may cover conditional parameters).
       method: ``"geometric"`` (default) or ``"linear"``, how ``p_llm`` is fused with TPE's good density.
       alpha: a schedule ``n -> alpha`` of the number of finished trials, a constant in ``[0, 1]``,
         or ``None`` for :class:`~fusion.adaptive.HyperbolicDecay` (``0.75 / (1 + n/25)``).
