@@ -61,6 +61,7 @@ MAX_QUADRATURE_DIMS = 3
 _OFFSETS = np.array([-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0])
 _CHUNK = 8192  # points per evaluation: one compiled shape for every numeric method
 _MAX_EXACT_TERMS = 2**22  # kernel combinations times grid points that ``exact`` may sum
+_MAX_SITE_COMBINATIONS = 4096  # kernel combinations whose product centres guide quadrature cuts
 
 
 class LogNormalizer(NamedTuple):
@@ -350,29 +351,58 @@ def _evaluate(log_density, x: np.ndarray) -> np.ndarray:
 
 
 def _kernel_sites(density, col: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centres and scales of every real kernel on numeric coordinate ``col`` found in ``density``
-    and the densities it pools (where a quadrature rule should put its cuts)."""
+    """Centres and scales, most telling first, of where ``density`` keeps its mass on numeric
+    coordinate ``col`` (where a quadrature rule should put its cuts).
+
+    A mixture gives its kernels. A log-linear pool first gives, for each choice of one kernel per
+    factor, the centre ``m`` and scale ``1/sqrt(tau)`` of their Gaussian power product (see the
+    module docstring): a geometric or product pool keeps its mass there, which can be far from
+    every factor's own kernels. Then the factors' own kernels follow.
+    """
     if isinstance(density, ProductKernelMixture):
         real = np.isfinite(np.asarray(density.log_weights))
         i = int(np.sum([d.is_numeric for d in density.dims[:col]]))
-        return np.asarray(density.mu)[real, i], np.asarray(density.sigma)[real, i]
-    if isinstance(density, LinearPool | LogLinearPool):
+        order = np.argsort(-np.asarray(density.log_weights)[real], kind="stable")
+        return np.asarray(density.mu)[real, i][order], np.asarray(density.sigma)[real, i][order]
+    if isinstance(density, LinearPool):
         sites = [_kernel_sites(c, col) for c in density.components]
         return np.concatenate([s[0] for s in sites]), np.concatenate([s[1] for s in sites])
+    if isinstance(density, LogLinearPool):
+        factors = [
+            (float(e), *_kernel_sites(c, col))
+            for c, e in zip(density.components, density.exponents, strict=True)
+            if float(e) > 0
+        ]
+        own = [f for f in factors if f[1].size]  # a uniform factor does not move the mass
+        centres, scales = [], []
+        if own and math.prod(f[1].size for f in own) <= _MAX_SITE_COMBINATIONS:
+            grids = np.meshgrid(*[np.arange(f[1].size) for f in own], indexing="ij")
+            tau = sum(e / s[g.ravel()] ** 2 for (e, _, s), g in zip(own, grids, strict=True))
+            m = sum(
+                e * c[g.ravel()] / s[g.ravel()] ** 2
+                for (e, c, s), g in zip(own, grids, strict=True)
+            )
+            centres.append(m / tau)
+            scales.append(1.0 / np.sqrt(tau))
+        centres += [f[1] for f in factors]
+        scales += [f[2] for f in factors]
+        return np.concatenate(centres), np.concatenate(scales)
     return np.zeros(0), np.zeros(0)
 
 
 def _cuts(dim: Dim, centres: np.ndarray, scales: np.ndarray, max_pieces: int) -> np.ndarray:
-    """Cut points of a continuous coordinate: its bounds and ``_OFFSETS`` scales around each kernel
-    centre, at most ``max_pieces`` pieces (the cuts of the widest kernels go first)."""
-    order = np.argsort(-scales)
-    cuts = [dim.low, dim.high]
-    for c, s in zip(centres[order], scales[order], strict=True):
+    """Cut points of a continuous coordinate: its bounds and ``_OFFSETS`` scales around each site,
+    in the order given, while there are at most ``max_pieces`` pieces. Cuts closer than a quarter of
+    the smaller scale involved are merged, so no piece is needlessly thin."""
+    cuts = np.array([dim.low, dim.high])
+    for c, s in zip(centres, scales, strict=True):
         new = np.clip(c + s * _OFFSETS, dim.low, dim.high)
-        if len(np.unique(np.concatenate([cuts, new]))) - 1 > max_pieces:
+        near = np.abs(new[:, None] - cuts[None, :]).min(axis=1) < 0.25 * s
+        merged = np.unique(np.concatenate([cuts, new[~near]]))
+        if merged.size - 1 > max_pieces:
             break
-        cuts = np.unique(np.concatenate([cuts, new]))
-    return np.unique(np.asarray(cuts, dtype=float))
+        cuts = merged
+    return cuts
 
 
 def _gauss_legendre(cuts: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
