@@ -39,6 +39,7 @@ it; barely overlapping densities give a very negative, finite ``log Z`` from ``e
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import NamedTuple
@@ -57,8 +58,13 @@ from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, Dim
 
 METHODS = ("auto", "exact", "quadrature", "qmc", "importance", "mc")
 MAX_QUADRATURE_DIMS = 3
-# Cuts around each kernel centre, in units of its scale (beyond 8 scales a kernel holds < 1e-15).
-_OFFSETS = np.array([-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0])
+# Cuts around each kernel centre, in units of its scale (beyond 8 scales a kernel holds < 1e-15),
+# finest first; a tight point budget takes a coarser tier.
+_OFFSET_TIERS = (
+    np.array([-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0]),
+    np.array([-8.0, -3.0, -1.0, 1.0, 3.0, 8.0]),
+    np.array([-6.0, -2.0, 2.0, 6.0]),
+)
 _CHUNK = 8192  # points per evaluation: one compiled shape for every numeric method
 _MAX_EXACT_TERMS = 2**22  # kernel combinations times grid points that ``exact`` may sum
 _MAX_SITE_COMBINATIONS = 4096  # kernel combinations whose product centres guide quadrature cuts
@@ -156,10 +162,12 @@ def _log_uniform_density(dims: tuple[Dim, ...]) -> float:
     return -sum(_log_base_measure(d) for d in dims)
 
 
-def _term_combinations(mixtures, exponents):
+@functools.partial(jax.jit, static_argnums=1)
+def _term_combinations(mixtures: tuple, exponents: tuple[float, ...]):
     """Per kernel combination of ``mixtures`` (each raised to its exponent): the log of its
     integral (weights included), and its product kernel on continuous coordinates (``m``,
-    ``1/sqrt(tau)``) and categorical ones (normalized log tables). Flattened to ``(C, ...)``."""
+    ``1/sqrt(tau)``) and categorical ones (normalized log tables). Flattened to ``(C, ...)``.
+    Jitted, with the exponents static: one compilation per pool shape."""
     r = len(mixtures)
     dims = mixtures[0].dims
     sizes = [m.n_kernels for m in mixtures]
@@ -252,7 +260,7 @@ def _log_z_of_term(term: _Term) -> float:
     log_u = _log_uniform_density(term.atoms[0].dims)
     if not mixtures:  # integral of a constant density^e over the whole space
         return term.log_weight + (e_uniform - 1.0) * log_u
-    log_scale = _term_combinations(mixtures, e_mix)[0]
+    log_scale = _term_combinations(tuple(mixtures), tuple(e_mix))[0]
     return term.log_weight + e_uniform * log_u + float(jax.scipy.special.logsumexp(log_scale))
 
 
@@ -290,7 +298,7 @@ def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
     ]
     if not mixtures:
         return ClosedForm(log_z, None, 0.0)
-    log_scale, mu, sigma, tables = _term_combinations(mixtures, e_mix)
+    log_scale, mu, sigma, tables = _term_combinations(tuple(mixtures), tuple(e_mix))
     log_scale = np.asarray(log_scale)
     log_total = float(jax.scipy.special.logsumexp(log_scale))
     keep = np.isfinite(log_scale) & (
@@ -390,18 +398,25 @@ def _kernel_sites(density, col: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(0), np.zeros(0)
 
 
-def _cuts(dim: Dim, centres: np.ndarray, scales: np.ndarray, max_pieces: int) -> np.ndarray:
-    """Cut points of a continuous coordinate: its bounds and ``_OFFSETS`` scales around each site,
-    in the order given, while there are at most ``max_pieces`` pieces. Cuts closer than a quarter of
-    the smaller scale involved are merged, so no piece is needlessly thin."""
+def _cuts(dim: Dim, centres: np.ndarray, scales: np.ndarray, max_pieces: int) -> np.ndarray | None:
+    """Cut points of a continuous coordinate: its bounds and cuts around each site, in the order
+    given, while there are at most ``max_pieces`` pieces. Each site gets the finest tier of
+    ``_OFFSET_TIERS`` that still fits; cuts closer than a quarter of the site's scale to an
+    existing cut are merged. ``None`` if not even the first site fits at the coarsest tier (a rule
+    that cannot see where the mass is would report a misleading error)."""
     cuts = np.array([dim.low, dim.high])
-    for c, s in zip(centres, scales, strict=True):
-        new = np.clip(c + s * _OFFSETS, dim.low, dim.high)
-        near = np.abs(new[:, None] - cuts[None, :]).min(axis=1) < 0.25 * s
-        merged = np.unique(np.concatenate([cuts, new[~near]]))
-        if merged.size - 1 > max_pieces:
+    for i, (c, s) in enumerate(zip(centres, scales, strict=True)):
+        for offsets in _OFFSET_TIERS:
+            new = np.clip(c + s * offsets, dim.low, dim.high)
+            near = np.abs(new[:, None] - cuts[None, :]).min(axis=1) < 0.25 * s
+            merged = np.unique(np.concatenate([cuts, new[~near]]))
+            if merged.size - 1 <= max_pieces:
+                cuts = merged
+                break
+        else:
+            if i == 0 and s < 0.25 * (dim.high - dim.low):
+                return None
             break
-        cuts = merged
     return cuts
 
 
@@ -433,8 +448,10 @@ def _quadrature_rules(density, n_nodes: int, max_points: int):
     rules = []
     for j, d in enumerate(dims):
         if d.kind == CONTINUOUS:
-            centres, scales = _kernel_sites(density, j)
-            rules.append(_cuts(d, centres, scales, max_pieces))
+            cuts = _cuts(d, *_kernel_sites(density, j), max_pieces)
+            if cuts is None:
+                return None
+            rules.append(cuts)
         else:
             rules.append(d.grid())
     return rules
@@ -592,8 +609,9 @@ def log_normalizer(
                 return result
             if method == "quadrature":
                 raise ValueError(
-                    f"method='quadrature' needs a bounded space whose tensor grid fits in "
-                    f"max_points={max_points}; {_describe(density)} on {density.dims} does not"
+                    f"method='quadrature' needs a bounded space and a max_points={max_points} "
+                    "that cuts every continuous coordinate around its kernels; "
+                    f"{_describe(density)} on {density.dims} has neither"
                 )
         if key is None:
             raise ValueError(
