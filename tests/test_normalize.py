@@ -245,16 +245,19 @@ def test_bad_arguments(p2):
     assert log_normalizer(gaussian(R2, [0.0, 0.0], [1.0, 1.0])) == (0.0, 0.0, "exact", 0)
 
 
-def test_each_method_evaluates_one_compiled_shape_per_pool(p2):
-    """Points go through the density in fixed chunks: a second, differently sized call of each
-    numeric method traces nothing new."""
+def test_numeric_methods_compile_a_few_shapes_whatever_their_settings(p2):
+    """Points go through the density in chunks of ``_CHUNK``, smaller batches padded to a power of
+    two: every setting of every numeric method shares at most four compiled shapes."""
     from fusion.combine import _log_linear_unnormalized
 
-    log_normalizer(p2, "quadrature")
-    log_normalizer(p2, "qmc", key=KEY, n_samples=2**10)
     before = _log_linear_unnormalized._cache_size()
-    log_normalizer(p2, "quadrature", n_nodes=10)
-    log_normalizer(p2, "qmc", key=KEY, n_samples=2**11, n_replicates=3)
-    log_normalizer(p2, "mc", key=KEY, n_samples=1000)
-    assert _log_linear_unnormalized._cache_size() == before
-    assert normalize._CHUNK >= 1024
+    for n_nodes in (6, 10, 16):
+        log_normalizer(p2, "quadrature", n_nodes=n_nodes, rtol=1e-6)
+    for n_samples in (2**8, 2**10, 2**11):
+        log_normalizer(p2, "qmc", key=KEY, n_samples=n_samples, n_replicates=3)
+    for n_samples in (300, 1000, 3000):
+        log_normalizer(p2, "mc", key=KEY, n_samples=n_samples)
+        log_normalizer(p2, "importance", key=KEY, n_samples=n_samples)
+    sizes = {normalize._CHUNK // 2**i for i in range(4)}
+    assert min(sizes) == normalize._MIN_BATCH
+    assert _log_linear_unnormalized._cache_size() - before <= len(sizes)
