@@ -6,6 +6,7 @@ table to ``benchmarks/results/``.
 
 import sys
 
+import normalizers
 import parity
 import sampler_overhead
 
@@ -13,6 +14,8 @@ import sampler_overhead
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parity.main([])
+    print()
+    normalizers.main([])
     print()
     sampler_overhead.main(argv)
 

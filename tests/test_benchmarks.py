@@ -58,3 +58,12 @@ def test_parity_reports_an_error_below_the_tolerance(tmp_path):
     worst = re.search(r"every kind\): \*\*([0-9.e+-]+)\*\*", table)
     assert worst is not None, table
     assert float(worst.group(1)) <= 1e-9
+
+
+def test_normalizers_benchmark_reports_the_headline(tmp_path):
+    out_file = tmp_path / "normalizers.md"
+    run_script("normalizers.py", "--repeats", "1", "--max-dim", "2", "--out", str(out_file))
+    table = out_file.read_text()
+    for row in ("fusion `quadrature`, tuned", "`scipy.integrate.nquad`, defaults", "fixed 64x64 Gauss-Legendre on the box"):
+        assert re.search(rf"^\| {re.escape(row)} \|", table, re.M), row
+    assert re.search(r"\*\*Tuned target\*\* .*\*\*(met|missed)\*\*", table), table
