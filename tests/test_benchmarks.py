@@ -64,6 +64,10 @@ def test_normalizers_benchmark_reports_the_headline(tmp_path):
     out_file = tmp_path / "normalizers.md"
     run_script("normalizers.py", "--repeats", "1", "--max-dim", "2", "--out", str(out_file))
     table = out_file.read_text()
-    for row in ("fusion `quadrature`, tuned", "`scipy.integrate.nquad`, defaults", "fixed 64x64 Gauss-Legendre on the box"):
+    for row in (
+        "fusion `quadrature`, tuned",
+        "`scipy.integrate.nquad`, defaults",
+        "fixed 64x64 Gauss-Legendre on the box",
+    ):
         assert re.search(rf"^\| {re.escape(row)} \|", table, re.M), row
     assert re.search(r"\*\*Tuned target\*\* .*\*\*(met|missed)\*\*", table), table
