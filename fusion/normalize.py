@@ -254,31 +254,28 @@ def _term_combinations(mixtures: tuple, exponents: tuple[float, ...]):
     )
 
 
+def _split_atoms(term: _Term) -> tuple[tuple, tuple[float, ...], float]:
+    """The mixture atoms of a term, their exponents, and the summed exponent of its uniforms."""
+    pairs = list(zip(term.atoms, term.exponents, strict=True))
+    mixtures = tuple(a for a, _ in pairs if isinstance(a, ProductKernelMixture))
+    e_mix = tuple(e for a, e in pairs if isinstance(a, ProductKernelMixture))
+    return mixtures, e_mix, sum(e for a, e in pairs if isinstance(a, Uniform))
+
+
 def _log_z_of_term(term: _Term) -> float:
-    mixtures = [
-        a
-        for a, _ in zip(term.atoms, term.exponents, strict=True)
-        if isinstance(a, ProductKernelMixture)
-    ]
-    e_mix = [
-        e
-        for a, e in zip(term.atoms, term.exponents, strict=True)
-        if isinstance(a, ProductKernelMixture)
-    ]
-    e_uniform = sum(
-        e for a, e in zip(term.atoms, term.exponents, strict=True) if isinstance(a, Uniform)
-    )
+    mixtures, e_mix, e_uniform = _split_atoms(term)
     log_u = _log_uniform_density(term.atoms[0].dims)
     if not mixtures:  # integral of a constant density^e over the whole space
         return term.log_weight + (e_uniform - 1.0) * log_u
-    log_scale = _term_combinations(tuple(mixtures), tuple(e_mix))[0]
+    log_scale = _term_combinations(mixtures, e_mix)[0]
     return term.log_weight + e_uniform * log_u + float(jax.scipy.special.logsumexp(log_scale))
 
 
 def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
-    """The pool in closed form: ``log Z`` and, for a pool of mixtures without discrete
-    coordinates, the normalized pool as a :class:`ProductKernelMixture` with one component per
-    kernel combination (``K1 * K2`` for a product of two mixtures).
+    """The pool in closed form: ``log Z`` and, for a pool of mixtures (and uniforms) without
+    discrete coordinates, the normalized pool as a :class:`ProductKernelMixture` with one component
+    per kernel combination (``K1 * K2`` for a product of two mixtures). A factor that is a linear
+    pool, or a discrete coordinate, leaves ``density`` as ``None``; ``log_z`` is exact still.
 
     Components whose mass is below ``prune * Z`` are left out of ``density`` (``log_z`` keeps
     them); ``pruned_mass`` reports their total as an exact fraction of ``Z``, so the pruned mixture
@@ -300,16 +297,10 @@ def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
     dims = pool.dims
     if any(d.kind not in (CONTINUOUS, CATEGORICAL) for d in dims) or len(terms) != 1:
         return ClosedForm(log_z, None, 0.0)
-    (term,) = terms
-    mixtures = [a for a in term.atoms if isinstance(a, ProductKernelMixture)]
-    e_mix = [
-        e
-        for a, e in zip(term.atoms, term.exponents, strict=True)
-        if isinstance(a, ProductKernelMixture)
-    ]
+    mixtures, e_mix, _ = _split_atoms(terms[0])
     if not mixtures:
         return ClosedForm(log_z, None, 0.0)
-    log_scale, mu, sigma, tables = _term_combinations(tuple(mixtures), tuple(e_mix))
+    log_scale, mu, sigma, tables = _term_combinations(mixtures, e_mix)
     log_scale = np.asarray(log_scale)
     log_total = float(jax.scipy.special.logsumexp(log_scale))
     keep = np.isfinite(log_scale) & (
