@@ -74,18 +74,24 @@ def check_points(x, dims: tuple[Dim, ...]) -> jax.Array:
 
 
 class _Geometry(NamedTuple):
-    """The numeric coordinates of a space as constant arrays, so each kernel formula is traced once
-    for all coordinates of its kind instead of once per coordinate.
+    """The coordinates of a space as constant arrays, so each kernel formula is traced once for
+    all coordinates of its kind instead of once per coordinate.
 
-    Arrays indexed by numeric coordinate (the column order of ``mu``): ``low``/``high`` are the kernel
-    bounds, ``grid_low``/``grid_high``/``step`` the grid of a discrete coordinate (step 1 on
-    continuous ones, where it is unused) and ``log_cells`` marks log ints, whose cells are taken in
-    ``ln`` units. ``continuous``/``discrete`` split the numeric coordinates; ``numeric_cols`` and
-    ``categorical_cols`` are their columns in ``x``.
+    Kernel coordinates are the numeric ones not given by a table. Arrays indexed by kernel
+    coordinate (the column order of ``mu``): ``low``/``high`` are the kernel bounds,
+    ``grid_low``/``grid_high``/``step`` the grid of a discrete coordinate (step 1 on continuous
+    ones, where it is unused) and ``log_cells`` marks log ints, whose cells are taken in ``ln``
+    units. ``continuous``/``discrete`` split the kernel coordinates; ``numeric_cols`` are their
+    columns in ``x``. ``table_cols`` are the columns given by a probability table per kernel
+    (categoricals, and tabulated discrete coordinates), whose point ``k`` is
+    ``table_low + k * table_step``.
     """
 
     numeric_cols: np.ndarray
-    categorical_cols: tuple[int, ...]
+    table_cols: tuple[int, ...]
+    table_low: tuple[float, ...]
+    table_high: tuple[float, ...]
+    table_step: tuple[float, ...]
     continuous: np.ndarray
     discrete: np.ndarray
     low: np.ndarray
@@ -97,12 +103,16 @@ class _Geometry(NamedTuple):
 
 
 @functools.lru_cache(maxsize=256)
-def _geometry(dims: tuple[Dim, ...]) -> _Geometry:
-    numeric = [(j, d) for j, d in enumerate(dims) if d.is_numeric]
+def _geometry(dims: tuple[Dim, ...], tabulated: tuple[int, ...] = ()) -> _Geometry:
+    numeric = [(j, d) for j, d in enumerate(dims) if d.is_numeric and j not in tabulated]
+    tables = [(j, d) for j, d in enumerate(dims) if not d.is_numeric or j in tabulated]
     bounds = np.array([d.kernel_bounds for _, d in numeric], dtype=float).reshape(-1, 2)
     return _Geometry(
         numeric_cols=np.array([j for j, _ in numeric], dtype=int),
-        categorical_cols=tuple(j for j, d in enumerate(dims) if not d.is_numeric),
+        table_cols=tuple(j for j, _ in tables),
+        table_low=tuple(0.0 if d.kind == CATEGORICAL else d.low for _, d in tables),
+        table_high=tuple(d.n_choices - 1.0 if d.kind == CATEGORICAL else d.high for _, d in tables),
+        table_step=tuple(1.0 if d.kind == CATEGORICAL else d.step for _, d in tables),
         continuous=np.array([i for i, (_, d) in enumerate(numeric) if d.kind == CONTINUOUS], int),
         discrete=np.array([i for i, (_, d) in enumerate(numeric) if d.kind != CONTINUOUS], int),
         low=bounds[:, 0],
@@ -153,9 +163,16 @@ def _padded_grid(dims: tuple[Dim, ...], g: _Geometry, cols, size: int) -> np.nda
     return out
 
 
-def _grid_size(dims: tuple[Dim, ...]) -> int:
-    """The largest number of grid points of a discrete numeric coordinate (0 if there is none)."""
-    return max((d.n_points for d in dims if d.kind in (DISCRETE, LOG_DISCRETE)), default=0)
+def _grid_size(dims: tuple[Dim, ...], tabulated: tuple[int, ...] = ()) -> int:
+    """The largest grid of a discrete coordinate with kernels (0 if there is none)."""
+    return max(
+        (
+            d.n_points
+            for j, d in enumerate(dims)
+            if d.kind in (DISCRETE, LOG_DISCRETE) and j not in tabulated
+        ),
+        default=0,
+    )
 
 
 @jax.jit
@@ -163,13 +180,20 @@ def _cell_table(density: ProductKernelMixture) -> jax.Array:
     """``log k_kj(cell of grid point i)`` for every discrete numeric coordinate ``j``, truncation
     included, as rows ``(n_disc * n_grid, K)``: row ``j * n_grid + i`` holds grid point ``i`` of
     the ``j``-th discrete coordinate, so a lookup gathers ``K`` contiguous values."""
-    g = _geometry(density.dims)
+    g = _geometry(density.dims, density.tabulated)
     dsc = g.discrete
     mu, sigma = density.mu[:, dsc], density.sigma[:, dsc]
-    grid = _padded_grid(density.dims, g, dsc, _grid_size(density.dims))  # (n_grid, n_disc)
+    grid = _padded_grid(density.dims, g, dsc, _grid_size(density.dims, density.tabulated))
     table = _log_cell_mass(mu, sigma, grid[:, None, :], g, dsc)  # (n_grid, K, n_disc)
     table = table - _log_kernel_mass(mu, sigma, g.low[dsc], g.high[dsc])
     return jnp.transpose(table, (2, 0, 1)).reshape(-1, table.shape[1])
+
+
+def _table_coordinates(g: _Geometry, density: ProductKernelMixture):
+    """``(column, low, high, step, log-table)`` of each coordinate given by a table."""
+    return zip(
+        g.table_cols, g.table_low, g.table_high, g.table_step, density.cat_log_probs, strict=True
+    )
 
 
 @jax.jit
@@ -183,7 +207,7 @@ def _mixture_log_prob(
     into it before any kernel is evaluated and masked to ``-inf`` at the end, so their gradients
     are zero, never NaN.
     """
-    g = _geometry(density.dims)
+    g = _geometry(density.dims, density.tabulated)
     log_terms = density.log_weights[None, :]  # (n, K) once broadcast
     valid = jnp.ones(x.shape[0], dtype=bool)
 
@@ -212,10 +236,12 @@ def _mixture_log_prob(
             log_k = jnp.swapaxes(cell_table[idx + n_grid * jnp.arange(dsc.size)], 1, 2)
         log_terms = log_terms + jnp.sum(log_k, axis=-1)
 
-    for col, table in zip(g.categorical_cols, density.cat_log_probs, strict=True):
+    for col, low, high, step, table in _table_coordinates(g, density):
         xj = x[:, col]
-        idx = jnp.clip(jnp.round(xj), 0, table.shape[1] - 1).astype(jnp.int32)
-        valid &= jnp.abs(xj - idx) <= grid_tolerance(xj, 0.0, 1.0)
+        k = (xj - low) / step
+        idx = jnp.clip(jnp.round(k), 0, table.shape[1] - 1).astype(jnp.int32)
+        valid &= jnp.abs(k - jnp.round(k)) <= grid_tolerance(xj, low, step)
+        valid &= (xj >= low - 1e-9 * step) & (xj <= high + 1e-9 * step)
         log_terms = log_terms + table[:, idx].T
 
     log_terms = jnp.broadcast_to(log_terms, (x.shape[0], density.log_weights.shape[0]))
@@ -225,7 +251,7 @@ def _mixture_log_prob(
 @jax.jit(static_argnums=2)
 def _mixture_sample(density: ProductKernelMixture, key: jax.Array, n: int) -> jax.Array:
     """A kernel by weight, then every numeric coordinate from it in one truncated-normal draw."""
-    g = _geometry(density.dims)
+    g = _geometry(density.dims, density.tabulated)
     key_comp, key_num, key_cat = jax.random.split(key, 3)
     comp = jax.random.categorical(key_comp, density.log_weights, shape=(n,))
     out = jnp.zeros((n, len(density.dims)))
@@ -241,9 +267,11 @@ def _mixture_sample(density: ProductKernelMixture, key: jax.Array, n: int) -> ja
             yd = jnp.where(g.log_cells[dsc], jnp.exp(yd), yd)
             y = y.at[:, dsc].set(_snap_to_grid(yd, g, dsc)[0])
         out = out.at[:, g.numeric_cols].set(y)
-    cat_keys = jax.random.split(key_cat, max(len(g.categorical_cols), 1))
-    for k, col, table in zip(cat_keys, g.categorical_cols, density.cat_log_probs, strict=False):
-        out = out.at[:, col].set(jax.random.categorical(k, table[comp]).astype(out.dtype))
+    cat_keys = jax.random.split(key_cat, max(len(g.table_cols), 1))
+    tables = _table_coordinates(g, density)
+    for key_j, (col, low, high, step, table) in zip(cat_keys, tables, strict=False):
+        idx = jax.random.categorical(key_j, table[comp]).astype(out.dtype)
+        out = out.at[:, col].set(jnp.minimum(low + step * idx, high))
     return out
 
 
@@ -253,11 +281,14 @@ class ProductKernelMixture:
 
     Each numeric coordinate ``j`` has a normal kernel ``N(mu_kj, sigma_kj^2)`` truncated to
     ``Dim.kernel_bounds``: a density on continuous coordinates, an interval mass on discrete ones.
-    Each categorical coordinate has a probability table per kernel.
+    Each categorical coordinate has a probability table per kernel, and so does each discrete
+    coordinate listed in ``tabulated`` (a table over its grid points: the form a product of two
+    cell-mass kernels takes, see :func:`fusion.normalize.closed_form`).
 
-    ``log_weights`` has shape ``(K,)``; ``mu`` and ``sigma`` have shape ``(K, n_numeric)``;
-    ``cat_log_probs`` holds one ``(K, n_choices)`` table per categorical coordinate. Padding kernels
-    carry ``log_weight = -inf``, so ``K`` can be a power-of-two bucket (see :func:`mixture`).
+    ``log_weights`` has shape ``(K,)``; ``mu`` and ``sigma`` have shape ``(K, n_kernel)`` over the
+    numeric coordinates not tabulated; ``cat_log_probs`` holds one ``(K, n_points)`` log-table per
+    table coordinate, in column order. Padding kernels carry ``log_weight = -inf``, so ``K`` can be
+    a power-of-two bucket (see :func:`mixture`).
     """
 
     log_weights: jax.Array
@@ -265,6 +296,7 @@ class ProductKernelMixture:
     sigma: jax.Array
     cat_log_probs: tuple[jax.Array, ...]
     dims: tuple[Dim, ...] = dataclasses.field(metadata=dict(static=True))
+    tabulated: tuple[int, ...] = dataclasses.field(default=(), metadata=dict(static=True))
 
     @property
     def n_kernels(self) -> int:
@@ -278,7 +310,7 @@ class ProductKernelMixture:
         lookups and recompute it per point), then looks the cells up.
         """
         x = check_points(x, self.dims)
-        n_grid = _grid_size(self.dims)
+        n_grid = _grid_size(self.dims, self.tabulated)
         table = _cell_table(self) if 0 < n_grid <= x.shape[0] else None
         return _mixture_log_prob(self, x, table)
 
@@ -316,23 +348,32 @@ def mixture(
     *,
     pad: bool = True,
     min_kernels: int = 1,
+    tabulated: tuple[int, ...] = (),
 ) -> ProductKernelMixture:
     """Validate and build a :class:`ProductKernelMixture`, padded to a power-of-two bucket.
 
     Args:
       dims: the space geometry.
       weights: ``(K,)`` non-negative kernel weights; they are normalized to sum to one.
-      mu, sigma: ``(K, n_numeric)`` kernel locations and scales, in kernel units (``ln`` for log).
-      cat_probs: one ``(K, n_choices)`` table of probabilities per categorical coordinate.
+      mu, sigma: ``(K, n_kernel)`` kernel locations and scales, in kernel units (``ln`` for log),
+        one column per numeric coordinate that is not tabulated.
+      cat_probs: one ``(K, n_points)`` table of probabilities per table coordinate (categorical,
+        or listed in ``tabulated``), in column order.
       pad: pad ``K`` to the next power of two with zero-weight kernels.
       min_kernels: pad to at least this many kernels, so that small mixtures share one shape.
+      tabulated: columns of discrete coordinates given by a table over their grid points
+        instead of a kernel.
     """
     require_x64("ProductKernelMixture")
     dims = check_dims(dims)
+    tabulated = tuple(sorted(int(j) for j in tabulated))
+    for j in tabulated:
+        if not (0 <= j < len(dims) and dims[j].kind in (DISCRETE, LOG_DISCRETE)):
+            raise ValueError(f"tabulated must list discrete coordinates, got column {j}")
+    table_dims = [d for j, d in enumerate(dims) if not d.is_numeric or j in tabulated]
     w = _float_array("weights", weights).reshape(-1)
     k = w.shape[0]
-    n_num = sum(d.is_numeric for d in dims)
-    n_cat = len(dims) - n_num
+    n_num = len(dims) - len(table_dims)
     mu = _float_array("mu", mu, (k, n_num))
     sigma = _float_array("sigma", sigma, (k, n_num))
     cat_probs = [_float_array(f"cat_probs[{j}]", c) for j, c in enumerate(cat_probs)]
@@ -344,12 +385,11 @@ def mixture(
         raise ValueError(f"mu must be finite, got {mu}")
     if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
         raise ValueError(f"sigma must be finite and > 0, got {sigma}")
-    cat_dims = [d for d in dims if d.kind == CATEGORICAL]
-    if len(cat_probs) != n_cat:
-        raise ValueError(f"cat_probs must hold {n_cat} tables, got {len(cat_probs)}")
-    for j, (d, c) in enumerate(zip(cat_dims, cat_probs, strict=True)):
-        if c.shape != (k, d.n_choices) or not np.all(np.isfinite(c)) or np.any(c < 0):
-            raise ValueError(f"cat_probs[{j}] must be a non-negative ({k}, {d.n_choices}) table")
+    if len(cat_probs) != len(table_dims):
+        raise ValueError(f"cat_probs must hold {len(table_dims)} tables, got {len(cat_probs)}")
+    for j, (d, c) in enumerate(zip(table_dims, cat_probs, strict=True)):
+        if c.shape != (k, d.n_points) or not np.all(np.isfinite(c)) or np.any(c < 0):
+            raise ValueError(f"cat_probs[{j}] must be a non-negative ({k}, {d.n_points}) table")
         if np.any(c.sum(axis=1) <= 0):
             raise ValueError(f"cat_probs[{j}] has a row that sums to zero")
     with np.errstate(divide="ignore"):
@@ -362,7 +402,7 @@ def mixture(
     sigma = np.concatenate([sigma, np.ones((extra, n_num))])
     cat_log = [np.concatenate([c, np.zeros((extra, c.shape[1]))]) for c in cat_log]
     # NumPy leaves: jit moves them to the device on its fast path, without a dispatch per array.
-    return ProductKernelMixture(log_w, mu, sigma, tuple(cat_log), dims)
+    return ProductKernelMixture(log_w, mu, sigma, tuple(cat_log), dims, tabulated)
 
 
 @jax.jit

@@ -131,7 +131,8 @@ def _expand(density, exponent: float) -> list[tuple[float, object]] | None:
         return [(0.0, density)]
     if isinstance(density, ProductKernelMixture):
         single = int(np.sum(np.isfinite(np.asarray(density.log_weights)))) == 1
-        return [(0.0, density)] if exponent == 1.0 or single else None
+        closed = (exponent == 1.0 or single) and not density.tabulated
+        return [(0.0, density)] if closed else None
     if isinstance(density, LinearPool) and exponent == 1.0:
         out = []
         for lw, component in zip(np.asarray(density.log_weights), density.components, strict=True):
@@ -177,7 +178,8 @@ def _log_uniform_density(dims: tuple[Dim, ...]) -> float:
 def _term_combinations(mixtures: tuple, exponents: tuple[float, ...]):
     """Per kernel combination of ``mixtures`` (each raised to its exponent): the log of its
     integral (weights included), and its product kernel on continuous coordinates (``m``,
-    ``1/sqrt(tau)``) and categorical ones (normalized log tables). Flattened to ``(C, ...)``.
+    ``1/sqrt(tau)``), and on categorical and discrete ones a normalized log-table (over choices,
+    or over grid points: a product of cell masses is a table). Flattened to ``(C, ...)``.
     Jitted, with the exponents static: one compilation per pool shape."""
     r = len(mixtures)
     dims = mixtures[0].dims
@@ -242,6 +244,7 @@ def _term_combinations(mixtures: tuple, exponents: tuple[float, ...]):
                 for e, mu_i, s_i, lt in zip(exponents, mu, s, log_trunc, strict=True)
             )
             log_c = jax.scipy.special.logsumexp(cells, axis=0)
+            tables.append(jnp.moveaxis(cells - log_c, 0, -1))  # over the grid, per combination
         log_scale = log_scale + log_c
         col += 1
     n = math.prod(sizes)
@@ -272,10 +275,12 @@ def _log_z_of_term(term: _Term) -> float:
 
 
 def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
-    """The pool in closed form: ``log Z`` and, for a pool of mixtures (and uniforms) without
-    discrete coordinates, the normalized pool as a :class:`ProductKernelMixture` with one component
-    per kernel combination (``K1 * K2`` for a product of two mixtures). A factor that is a linear
-    pool, or a discrete coordinate, leaves ``density`` as ``None``; ``log_z`` is exact still.
+    """The pool in closed form: ``log Z`` and, for a pool of mixtures (and uniforms), the
+    normalized pool as a :class:`ProductKernelMixture` with one component per kernel combination
+    (``K1 * K2`` for a product of two mixtures), so it can be sampled exactly. Its discrete
+    coordinates are tabulated (the product of two cell masses is a table over the grid, no longer
+    a cell mass). A factor that is a linear pool leaves ``density`` as ``None``; ``log_z`` is exact
+    still.
 
     Components whose mass is below ``prune * Z`` are left out of ``density`` (``log_z`` keeps
     them); ``pruned_mass`` reports their total as an exact fraction of ``Z``, so the pruned mixture
@@ -295,7 +300,7 @@ def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
         )
     log_z = _finite_log_z(pool, "exact", [_log_z_of_term(t) for t in terms])
     dims = pool.dims
-    if any(d.kind not in (CONTINUOUS, CATEGORICAL) for d in dims) or len(terms) != 1:
+    if len(terms) != 1:
         return ClosedForm(log_z, None, 0.0)
     mixtures, e_mix, _ = _split_atoms(terms[0])
     if not mixtures:
@@ -308,12 +313,14 @@ def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
     )
     pruned = float(np.sum(np.exp(log_scale[~keep & np.isfinite(log_scale)] - log_total)))
     weights = np.exp(log_scale[keep] - log_scale[keep].max())
+    discrete = tuple(j for j, d in enumerate(dims) if d.kind not in (CONTINUOUS, CATEGORICAL))
     density = mixture(
         dims,
         weights,
         np.asarray(mu)[keep],
         np.asarray(sigma)[keep],
         [np.exp(np.asarray(t)[keep]) for t in tables],
+        tabulated=discrete,
     )
     return ClosedForm(log_z, density, pruned)
 
@@ -371,7 +378,12 @@ def _kernel_sites(density, col: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if isinstance(density, ProductKernelMixture):
         real = np.isfinite(np.asarray(density.log_weights))
-        i = int(np.sum([d.is_numeric for d in density.dims[:col]]))
+        kernel_cols = [
+            j for j, d in enumerate(density.dims) if d.is_numeric and j not in density.tabulated
+        ]
+        if col not in kernel_cols:
+            return np.zeros(0), np.zeros(0)
+        i = kernel_cols.index(col)
         order = np.argsort(-np.asarray(density.log_weights)[real], kind="stable")
         return np.asarray(density.mu)[real, i][order], np.asarray(density.sigma)[real, i][order]
     if isinstance(density, LinearPool):

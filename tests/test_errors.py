@@ -165,3 +165,20 @@ def test_float32_is_refused_everywhere(p):
             lambda: jax.jit(p.log_prob)(np.array([[0.5]])),
         ):
             raises_naming(call, "64-bit JAX", "jax_enable_x64", error=RuntimeError)
+
+
+def test_tabulated_columns_must_be_discrete():
+    dims = (Dim(CONTINUOUS, 0.0, 1.0), Dim(DISCRETE, 1.0, 3.0, 1.0))
+    raises_naming(
+        lambda: mixture(dims, [1.0], [[0.5]], [[0.1]], [[[1, 1, 1]]], tabulated=(0,)),
+        "tabulated",
+        "column 0",
+    )
+    raises_naming(
+        lambda: mixture(dims, [1.0], [[0.5]], [[0.1]], [[[1, 1]]], tabulated=(1,)),
+        "cat_probs[0]",
+        "(1, 3)",
+    )
+    m = mixture(dims, [1.0], [[0.5]], [[0.1]], [[[1.0, 2.0, 1.0]]], tabulated=(1,))
+    lp = np.asarray(m.log_prob(np.array([[0.5, 2.0], [0.5, 2.5], [0.5, 4.0]])))
+    assert np.isfinite(lp[0]) and np.isneginf(lp[1:]).all()

@@ -12,6 +12,7 @@ import math
 import jax
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 from test_density import integrate, mixture_params, space_rule
@@ -163,6 +164,38 @@ def test_closed_form_mixture_is_the_normalized_product():
     np.testing.assert_allclose(np.asarray(cf.density.log_prob(x)), expected, rtol=1e-12)
     draws = np.asarray(cf.density.sample(KEY, 5))
     assert draws.shape == (5, 2)
+
+
+def test_closed_form_product_with_discrete_coordinates_is_a_tabulated_mixture():
+    """On int and log-int coordinates the product of two cell masses is a table over the grid:
+    the closed form tabulates them, its log_prob is the normalized product everywhere, and its
+    draws follow it (chi-square on the 5 x 20 grid of the two discrete coordinates)."""
+    rng = np.random.default_rng(5)
+    a, b = random_mixture(rng, MIXED, 3), random_mixture(rng, MIXED, 2)
+    cf = closed_form(product(a, b))
+    assert cf.density.tabulated == (1, 3)
+    x, w = space_rule(MIXED, np.zeros((1, 3)), np.full((1, 3), 0.2), max_piece=0.05, n_nodes=20)
+    expected = np.asarray(product(a, b).unnormalized_log_prob(x)) - cf.log_z
+    got = np.asarray(cf.density.log_prob(x))
+    np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-11)
+    assert abs(integrate(cf.density.log_prob, x, w) - 1.0) < 1e-10
+
+    n = 40_000
+    draws = np.asarray(cf.density.sample(jax.random.key(9), n))
+    assert (
+        np.isin(draws[:, 1], MIXED[1].grid()).all() and np.isin(draws[:, 3], MIXED[3].grid()).all()
+    )
+    # the exact pmf of (int, log int): integrate out the continuous and categorical coordinates
+    p_cell = {}
+    for xi, wi, lp in zip(x, w, got, strict=True):
+        p_cell[(xi[1], xi[3])] = p_cell.get((xi[1], xi[3]), 0.0) + wi * np.exp(lp)
+    cells = sorted(p_cell)
+    expected_counts = n * np.array([p_cell[c] for c in cells])
+    observed = np.array([np.sum((draws[:, 1] == c[0]) & (draws[:, 3] == c[1])) for c in cells])
+    big = expected_counts >= 5
+    stat = np.sum((observed[big] - expected_counts[big]) ** 2 / expected_counts[big])
+    # a fixed seed; the chance of a false failure at this threshold is 1e-6
+    assert stat < scipy.stats.chi2.ppf(1 - 1e-6, big.sum() - 1), stat
 
 
 def test_pruning_reports_the_exact_mass_it_leaves_out():
