@@ -461,7 +461,7 @@ def _quadrature_rules(density, n_nodes: int, max_points: int):
     if any(d.kind == CONTINUOUS and not np.isfinite([d.low, d.high]).all() for d in dims):
         return None
     budget = max_points / n_grid
-    if n_cont and budget < n_nodes**n_cont:
+    if budget < 1 or (n_cont and budget < n_nodes**n_cont):
         return None
     max_pieces = max(1, int((budget ** (1 / n_cont)) // n_nodes)) if n_cont else 1
     rules = []

@@ -297,6 +297,9 @@ def test_bad_arguments(p2):
     with pytest.raises(ValueError, match="'exact' does not apply"):
         log_normalizer(multi, "exact")
     assert log_normalizer(multi).method == "quadrature"
+    big_grid = product(*(Uniform((Dim(DISCRETE, 0.0, 999.0, 1.0),) * 3) for _ in range(2)))
+    with pytest.raises(ValueError, match="max_points=1000"):  # 10^9 grid points
+        log_normalizer(big_grid, "quadrature", max_points=1000)
     assert log_normalizer(gaussian(R2, [0.0, 0.0], [1.0, 1.0])) == (0.0, 0.0, "exact", 0)
 
 
