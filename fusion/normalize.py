@@ -50,35 +50,24 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpy.polynomial.legendre import leggauss
 from scipy.stats import qmc
 
-from fusion import kernels
+from fusion import kernels, quadrature
 from fusion._validate import integer, positive
 from fusion.combine import LinearPool, LogLinearPool, linear_pool
 from fusion.density import (
     ProductKernelMixture,
     Uniform,
     _log_base_measure,
-    bucket_size,
     mixture,
 )
+from fusion.quadrature import evaluate
 from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, Dim
 
 METHODS = ("auto", "exact", "quadrature", "qmc", "importance", "mc")
 MAX_QUADRATURE_DIMS = 3
-# Cuts around each kernel centre, in units of its scale (beyond 8 scales a kernel holds < 1e-15),
-# finest first; a tight point budget takes a coarser tier.
-_OFFSET_TIERS = (
-    np.array([-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0]),
-    np.array([-8.0, -3.0, -1.0, 1.0, 3.0, 8.0]),
-    np.array([-6.0, -2.0, 2.0, 6.0]),
-)
-_CHUNK = 8192  # points per evaluation of a large batch
-_MIN_BATCH = 1024  # smaller batches are padded to a power of two, at least this
 _FIRST_BUDGET = 2**14  # quadrature starts with this many points and grows 4x until rtol is met
 _MAX_EXACT_TERMS = 2**22  # kernel combinations times grid points that ``exact`` may sum
-_MAX_SITE_COMBINATIONS = 4096  # kernel combinations whose product centres guide quadrature cuts
 
 
 class LogNormalizer(NamedTuple):
@@ -356,136 +345,12 @@ def _describe(density) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _evaluate(log_density, x: np.ndarray) -> np.ndarray:
-    """``log_density(x)`` in chunks of ``_CHUNK`` points, a smaller batch padded to a power of two
-    (at least ``_MIN_BATCH``): a method compiles a handful of shapes, whatever its settings."""
-    n = x.shape[0]
-    size = _CHUNK if n >= _CHUNK else bucket_size(n, _MIN_BATCH)
-    pad = (-n) % size
-    padded = np.concatenate([x, np.repeat(x[:1], pad, axis=0)]) if pad else x
-    chunks = [np.asarray(log_density(padded[i : i + size])) for i in range(0, len(padded), size)]
-    return np.concatenate(chunks)[:n]
-
-
-def _kernel_sites(density, col: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centres and scales, most telling first, of where ``density`` keeps its mass on numeric
-    coordinate ``col`` (where a quadrature rule should put its cuts).
-
-    A mixture gives its kernels. A log-linear pool first gives, for each choice of one kernel per
-    factor, the centre ``m`` and scale ``1/sqrt(tau)`` of their Gaussian power product (see the
-    module docstring): a geometric or product pool keeps its mass there, which can be far from
-    every factor's own kernels. Then the factors' own kernels follow.
-    """
-    if isinstance(density, ProductKernelMixture):
-        real = np.isfinite(np.asarray(density.log_weights))
-        kernel_cols = [
-            j for j, d in enumerate(density.dims) if d.is_numeric and j not in density.tabulated
-        ]
-        if col not in kernel_cols:
-            return np.zeros(0), np.zeros(0)
-        i = kernel_cols.index(col)
-        order = np.argsort(-np.asarray(density.log_weights)[real], kind="stable")
-        return np.asarray(density.mu)[real, i][order], np.asarray(density.sigma)[real, i][order]
-    if isinstance(density, LinearPool):
-        sites = [_kernel_sites(c, col) for c in density.components]
-        return np.concatenate([s[0] for s in sites]), np.concatenate([s[1] for s in sites])
-    if isinstance(density, LogLinearPool):
-        factors = [
-            (float(e), *_kernel_sites(c, col))
-            for c, e in zip(density.components, density.exponents, strict=True)
-            if float(e) > 0
-        ]
-        own = [f for f in factors if f[1].size]  # a uniform factor does not move the mass
-        centres, scales = [], []
-        if own and math.prod(f[1].size for f in own) <= _MAX_SITE_COMBINATIONS:
-            grids = np.meshgrid(*[np.arange(f[1].size) for f in own], indexing="ij")
-            tau = sum(e / s[g.ravel()] ** 2 for (e, _, s), g in zip(own, grids, strict=True))
-            m = sum(
-                e * c[g.ravel()] / s[g.ravel()] ** 2
-                for (e, c, s), g in zip(own, grids, strict=True)
-            )
-            centres.append(m / tau)
-            scales.append(1.0 / np.sqrt(tau))
-        centres += [f[1] for f in factors]
-        scales += [f[2] for f in factors]
-        return np.concatenate(centres), np.concatenate(scales)
-    return np.zeros(0), np.zeros(0)
-
-
-def _cuts(dim: Dim, centres: np.ndarray, scales: np.ndarray, max_pieces: int) -> np.ndarray | None:
-    """Cut points of a continuous coordinate: its bounds and cuts around each site, in the order
-    given, while there are at most ``max_pieces`` pieces. Each site gets the finest tier of
-    ``_OFFSET_TIERS`` that still fits; cuts closer than a quarter of the site's scale to an
-    existing cut are merged. ``None`` if not even the first site fits at the coarsest tier (a rule
-    that cannot see where the mass is would report a misleading error)."""
-    cuts = np.array([dim.low, dim.high])
-    for i, (c, s) in enumerate(zip(centres, scales, strict=True)):
-        for offsets in _OFFSET_TIERS:
-            new = np.clip(c + s * offsets, dim.low, dim.high)
-            near = np.abs(new[:, None] - cuts[None, :]).min(axis=1) < 0.25 * s
-            merged = np.unique(np.concatenate([cuts, new[~near]]))
-            if merged.size - 1 <= max_pieces:
-                cuts = merged
-                break
-        else:
-            if i == 0 and s < 0.25 * (dim.high - dim.low):
-                return None
-            break
-    return cuts
-
-
-@functools.lru_cache(maxsize=64)
-def _leggauss(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    return leggauss(n_nodes)
-
-
-def _gauss_legendre(cuts: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    t, w = _leggauss(n_nodes)
-    a, b = cuts[:-1, None], cuts[1:, None]
-    return ((a + b) / 2 + (b - a) / 2 * t).ravel(), ((b - a) / 2 * w).ravel()
-
-
-def _tensor(rules) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``(N, d)`` and log-weights ``(N,)`` of a tensor product of per-coordinate rules."""
-    points = np.stack(np.meshgrid(*[r[0] for r in rules], indexing="ij"), axis=-1)
-    log_w = sum(np.meshgrid(*[np.log(r[1]) for r in rules], indexing="ij"))
-    return points.reshape(-1, len(rules)), np.asarray(log_w).reshape(-1)
-
-
-def _quadrature_rules(density, n_nodes: int, max_points: int):
-    """Per-coordinate rules with ``n_nodes`` Gauss-Legendre nodes per piece, or ``None`` when the
-    space is not bounded or the tensor grid would exceed ``max_points`` even with one piece."""
-    dims = density.dims
-    n_cont = sum(d.kind == CONTINUOUS for d in dims)
-    n_grid = math.prod(d.n_points for d in dims if d.kind != CONTINUOUS)
-    if any(d.kind == CONTINUOUS and not np.isfinite([d.low, d.high]).all() for d in dims):
-        return None
-    budget = max_points / n_grid
-    if budget < 1 or (n_cont and budget < n_nodes**n_cont):
-        return None
-    max_pieces = max(1, int((budget ** (1 / n_cont)) // n_nodes)) if n_cont else 1
-    rules = []
-    for j, d in enumerate(dims):
-        if d.kind == CONTINUOUS:
-            cuts = _cuts(d, *_kernel_sites(density, j), max_pieces)
-            if cuts is None:
-                return None
-            rules.append(cuts)
-        else:
-            rules.append(d.grid())
-    return rules
-
-
 def _quadrature_once(density, cuts, n_nodes: int) -> tuple[float, float, int]:
     """``(log Q_n, |log Q_n - log Q_(n/2)|, evaluations)`` on the pieces ``cuts``."""
     estimates, n_evals = [], 0
     for n in (n_nodes // 2, n_nodes):
-        rules = [
-            _gauss_legendre(c, n) if d.kind == CONTINUOUS else (c, np.ones_like(c))
-            for d, c in zip(density.dims, cuts, strict=True)
-        ]
-        x, log_w = _tensor(rules)
-        log_terms = _evaluate(density.unnormalized_log_prob, x) + log_w
+        x, log_w = quadrature.rule(density.dims, cuts, n)
+        log_terms = evaluate(density.unnormalized_log_prob, x) + log_w
         estimates.append(_finite_log_z(density, "quadrature", log_terms))
         n_evals += x.shape[0]
     return estimates[1], abs(estimates[1] - estimates[0]), n_evals
@@ -497,7 +362,7 @@ def _quadrature(density, n_nodes: int, max_points: int, rtol: float) -> LogNorma
     budgets = [b for b in (_FIRST_BUDGET * 4**i for i in range(16)) if b < max_points]
     result, n_evals = None, 0
     for budget in [*budgets, max_points]:
-        cuts = _quadrature_rules(density, n_nodes, budget)
+        cuts = quadrature.pieces(density, n_nodes, budget)
         if cuts is None:
             continue
         log_z, error, n = _quadrature_once(density, cuts, n_nodes)
@@ -547,7 +412,7 @@ def _qmc(density, key, n_samples: int, n_replicates: int) -> LogNormalizer:
             for _ in range(n_replicates)
         ]
     )
-    log_p = _evaluate(density.unnormalized_log_prob, _uniform_points(dims, u))
+    log_p = evaluate(density.unnormalized_log_prob, _uniform_points(dims, u))
     log_volume = -_log_uniform_density(dims)
     log_z_r = [
         float(np.logaddexp.reduce(r)) - math.log(n_samples) + log_volume
@@ -561,7 +426,7 @@ def _qmc(density, key, n_samples: int, n_replicates: int) -> LogNormalizer:
 def _mc(density, key, n_samples: int) -> LogNormalizer:
     dims = density.dims
     u = _seed(key).random((n_samples, len(dims)))
-    log_p = _evaluate(density.unnormalized_log_prob, _uniform_points(dims, u))
+    log_p = evaluate(density.unnormalized_log_prob, _uniform_points(dims, u))
     log_z, se = _log_mean_and_se(log_p - _log_uniform_density(dims))
     _finite_log_z(density, "mc", [log_z])
     return LogNormalizer(log_z, se, "mc", n_samples)
@@ -581,7 +446,7 @@ def _importance(density, key, n_samples: int, proposal) -> LogNormalizer:
     if not hasattr(q, "log_prob") or not hasattr(q, "sample") or q.dims != density.dims:
         raise ValueError(f"proposal must be a normalized density on the same space, got {q!r}")
     x = np.asarray(q.sample(key, n_samples))
-    log_w = _evaluate(density.unnormalized_log_prob, x) - _evaluate(q.log_prob, x)
+    log_w = evaluate(density.unnormalized_log_prob, x) - evaluate(q.log_prob, x)
     log_z, se = _log_mean_and_se(log_w)
     _finite_log_z(density, "importance", [log_z])
     return LogNormalizer(log_z, se, "importance", n_samples)

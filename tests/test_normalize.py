@@ -2,7 +2,7 @@
 scipy/numpy quadrature written here (helpers in ``test_density.py``), and each other.
 
 Spaces come from a small catalogue and every mixture is padded to four kernels, so each method
-compiles once per space (``_CHUNK`` points per evaluation).
+compiles once per space (``quadrature.CHUNK`` points per evaluation).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 from test_density import integrate, mixture_params, space_rule
 
-from fusion import normalize
+from fusion import quadrature
 from fusion.combine import geometric, linear_pool, log_linear_pool, product
 from fusion.density import Uniform, mixture
 from fusion.normalize import closed_form, log_normalizer
@@ -304,7 +304,7 @@ def test_bad_arguments(p2):
 
 
 def test_numeric_methods_compile_a_few_shapes_whatever_their_settings(p2):
-    """Points go through the density in chunks of ``_CHUNK``, smaller batches padded to a power of
+    """Points go through the density in chunks of ``quadrature.CHUNK``, smaller batches padded to a power of
     two: every setting of every numeric method shares at most four compiled shapes."""
     from fusion.combine import _log_linear_unnormalized
 
@@ -316,6 +316,6 @@ def test_numeric_methods_compile_a_few_shapes_whatever_their_settings(p2):
     for n_samples in (300, 1000, 3000):
         log_normalizer(p2, "mc", key=KEY, n_samples=n_samples)
         log_normalizer(p2, "importance", key=KEY, n_samples=n_samples)
-    sizes = {normalize._CHUNK // 2**i for i in range(4)}
-    assert min(sizes) == normalize._MIN_BATCH
+    sizes = {quadrature.CHUNK // 2**i for i in range(4)}
+    assert min(sizes) == quadrature.MIN_BATCH
     assert _log_linear_unnormalized._cache_size() - before <= len(sizes)
