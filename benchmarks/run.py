@@ -6,6 +6,7 @@ table to ``benchmarks/results/``.
 
 import sys
 
+import maxent
 import normalizers
 import parity
 import sampler_overhead
@@ -16,6 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parity.main([])
     print()
     normalizers.main([])
+    print()
+    maxent.main([])
     print()
     sampler_overhead.main(argv)
 

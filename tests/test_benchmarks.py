@@ -5,6 +5,7 @@ JAX settings a script makes (x64, the demo's persistent compilation cache) stay 
 The figures themselves are machine-dependent; here only their presence and shape are checked.
 """
 
+import math
 import re
 import subprocess
 import sys
@@ -71,3 +72,39 @@ def test_normalizers_benchmark_reports_the_headline(tmp_path):
     ):
         assert re.search(rf"^\| {re.escape(row)} \|", table, re.M), row
     assert re.search(r"\*\*Tuned target\*\* .*\*\*(met|missed)\*\*", table), table
+
+
+def markdown_rows(table: str) -> list[list[str]]:
+    """The cells of every markdown table row in ``table``."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("|---")
+    ]
+
+
+def test_maxent_benchmark_reports_accurate_fits(tmp_path):
+    out_file = tmp_path / "maxent.md"
+    run_script("maxent.py", "--quick", "--out", str(out_file))
+    table = out_file.read_text()
+    worst = re.search(r"lambda error \*\*([0-9.e+-]+)\*\*, residual \*\*([0-9.e+-]+)\*\*", table)
+    assert worst is not None, table
+    assert float(worst.group(1)) <= 1e-8 and float(worst.group(2)) <= 1e-9, worst.group(0)
+    rows = {(r[0], r[1]): r for r in markdown_rows(table) if len(r) == 10}
+    problems = ("1-D, 4 moments", "2-D, 5 moments", "3-D, 8 moments", "1-D, mixture reference")
+    # (method, largest lambda error, largest residual): fusion's quadrature rows against the
+    # known solution, SciPy on the same nodes, and the Monte Carlo row up to its sampling error
+    bounds = (
+        ("fusion `maxent`", 1e-8, 1e-9),
+        ("fusion core `solve`", 1e-8, 1e-9),
+        ("SciPy `trust-exact`", 1e-6, 1e-8),
+        ("fusion `maxent`, importance", math.inf, 0.1),
+    )
+    for problem in problems:
+        for method, max_lambda, max_residual in bounds:
+            row = rows.get((problem, method))
+            assert row is not None, f"no row for {problem}, {method} in\n{table}"
+            assert float(row[8]) <= max_lambda and float(row[9]) <= max_residual, row
+        for method in ("`maxentropy` `MinDivergenceModel`", "`maxentropy` `MCMinDivergenceModel`"):
+            row = rows[problem, method]
+            assert row[2] == "not installed" or float(row[9]) <= 0.1, row
