@@ -55,11 +55,13 @@ from fusion.density import (
     _grid_size,
     check_points,
 )
+from fusion.kernels import require_x64
 from fusion.normalize import default_proposal
 from fusion.space import CATEGORICAL, CONTINUOUS, Dim, SearchSpace, _choice_index, check_dims
 
 METHODS = ("auto", "exact", "quadrature", "samples")
 _MAX_EXACT_CELLS = 2**24  # kernels times grid points that ``exact`` may tabulate
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class Window(NamedTuple):
@@ -140,7 +142,7 @@ def _window(xj: jax.Array, w: Window) -> jax.Array:
 
 @jax.jit
 def _evaluate(features: Features, x: jax.Array) -> jax.Array:
-    columns = []
+    columns = [jnp.zeros((x.shape[0], 0))]
     for t in features.terms:
         if isinstance(t, Monomial):
             value = jnp.ones(x.shape[0])
@@ -298,12 +300,17 @@ def truncnorm_moments(mu, sigma, low, high, a, b, max_power: int) -> np.ndarray:
     """``E[X^r 1{a <= X <= b}]`` for ``r = 0 .. max_power``, ``X ~ N(mu, sigma^2)`` truncated to
     ``[low, high]``; shape ``(max_power + 1,) + broadcast shape``.
 
-    With ``alpha, beta`` the standardized ends of ``[max(a, low), min(b, high)]`` and ``P`` the
-    standard normal mass between them, the moments ``M_r`` of ``Z = (X - mu)/sigma`` on that piece
-    follow ``M_0 = 1``, ``M_1 = (phi(alpha) - phi(beta))/P`` and
-    ``M_r = (r-1) M_(r-2) + (alpha^(r-1) phi(alpha) - beta^(r-1) phi(beta))/P``; the ratios
-    ``phi/P`` are taken in log space, so they stay finite deep in a tail. Then
-    ``E[X^r | piece] = sum_i C(r, i) mu^(r-i) sigma^i M_i``, times the piece's share of the mass.
+    It is the share of the mass on the piece ``[max(a, low), min(b, high)]`` times the moments
+    there. On a piece at least ``sigma`` wide, with ``alpha, beta`` its standardized ends and ``P``
+    the standard normal mass between them, the moments ``M_r`` of ``Z = (X - mu)/sigma`` follow
+    ``M_0 = 1``, ``M_1 = (phi(alpha) - phi(beta))/P`` and
+    ``M_r = (r-1) M_(r-2) + (alpha^(r-1) phi(alpha) - beta^(r-1) phi(beta))/P``, with the ratios
+    ``phi/P`` in log space so they stay finite deep in a tail; then
+    ``E[X^r] = sum_i C(r, i) mu^(r-i) sigma^i M_i``. That recursion cancels on a piece narrower
+    than ``sigma`` (``M_2`` is ``1 - (almost 1)``) and on one beyond 4 ``sigma`` in a tail (the
+    ``M_r`` grow like ``alpha^r``), so there the moments are a 32-node Gauss-Legendre sum with
+    weights ``phi`` normalized in log space, over the part of the piece that holds all but
+    ``exp(-40)`` of its mass.
     """
     mu, sigma, low, high, a, b = np.broadcast_arrays(*map(np.asarray, (mu, sigma, low, high, a, b)))
     lo, hi = np.maximum(a, low), np.minimum(b, high)
@@ -312,25 +319,40 @@ def truncnorm_moments(mu, sigma, low, high, a, b, max_power: int) -> np.ndarray:
     alpha, beta = np.where(empty, 0.0, alpha), np.where(empty, 1.0, beta)
     log_piece = np.asarray(kernels.log_gauss_mass(alpha, beta))
     log_total = np.asarray(kernels.log_gauss_mass((low - mu) / sigma, (high - mu) / sigma))
+    share = np.where(empty, 0.0, np.exp(log_piece - log_total))
 
-    def tail(z):  # z^(r-1) phi(z) / P as a function of r, 0 at an infinite end
+    def tail(z):  # r -> z^(r-1) phi(z) / P, 0 at an infinite end
         finite = np.isfinite(z)
         zf = np.where(finite, z, 0.0)
-        ratio = np.where(
-            finite, np.exp(-0.5 * zf * zf - 0.5 * math.log(2 * math.pi) - log_piece), 0.0
-        )
+        ratio = np.where(finite, np.exp(-0.5 * zf * zf - _LOG_SQRT_2PI - log_piece), 0.0)
         return lambda r: ratio * zf ** (r - 1) if r > 1 else ratio
 
     ta, tb = tail(alpha), tail(beta)
     m = [np.ones_like(alpha), ta(1) - tb(1)]
     for r in range(2, max_power + 1):
         m.append((r - 1) * m[r - 2] + ta(r) - tb(r))
-    share = np.where(empty, 0.0, np.exp(log_piece - log_total))
-    raw = [
-        share * sum(comb(r, i) * mu ** (r - i) * sigma**i * m[i] for i in range(r + 1))
+    wide = [
+        sum(comb(r, i) * mu ** (r - i) * sigma**i * m[i] for i in range(r + 1))
         for r in range(max_power + 1)
     ]
-    return np.stack(raw)
+
+    # Gauss-Legendre on a narrow piece, and on a piece in a far tail: there the mass sits within
+    # 40/|e| of the end e nearest the mode (beyond, it is below exp(-40) of the piece).
+    in_tail = (alpha >= 4.0) | (beta <= -4.0)
+    near = np.where(alpha >= 4.0, alpha, beta)
+    reach = np.where(in_tail, np.minimum(beta - alpha, 40.0 / np.abs(near)), beta - alpha)
+    use_rule = (beta - alpha < 1.0) | in_tail
+    za = np.where(in_tail & (beta <= -4.0), beta - reach, alpha)
+    t, w = quadrature.legendre_nodes(32)
+    z = za[..., None] + reach[..., None] * (t + 1) / 2
+    log_w = np.log(w) - 0.5 * z * z
+    w_norm = np.exp(log_w - np.max(log_w, axis=-1, keepdims=True))
+    w_norm /= w_norm.sum(axis=-1, keepdims=True)
+    x = mu[..., None] + sigma[..., None] * z
+    raw = [
+        np.where(use_rule, np.sum(w_norm * x**r, axis=-1), wide[r]) for r in range(max_power + 1)
+    ]
+    return share * np.stack(raw)
 
 
 def _uniform_window_means(dims: tuple[Dim, ...], w: Window) -> np.ndarray:
@@ -467,6 +489,7 @@ def expectation(
 ) -> Targets:
     """``E_p[f]`` for a (possibly unnormalized) density ``p``, with its error: see the module
     docstring for the methods and the ``auto`` order (exact, then quadrature, then samples)."""
+    require_x64("fusion.features.expectation")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(features, Features):

@@ -50,6 +50,7 @@ from fusion._validate import integer, is_real, positive
 from fusion.combine import LinearPool, linear_pool
 from fusion.density import Uniform, bucket_size, check_points
 from fusion.features import Features, Monomial, Targets, expectation
+from fusion.kernels import require_x64
 from fusion.space import CONTINUOUS
 
 POLICIES = ("average", "soft", "error")
@@ -298,13 +299,14 @@ def _make_quadrature_rules(features, reference, proposal, n_nodes: int, max_poin
     # Only the kernels of the guide matter here: cuts go where the reference or proposal has mass.
     guide = reference if proposal is None else LinearPool((reference, proposal), np.log([0.5, 0.5]))
     # The first rule is the smallest (from _FIRST_POINTS up, 4x at a time) that cuts around them.
-    budgets = (_FIRST_POINTS * 4**i for i in range(8))
+    budgets = (min(_FIRST_POINTS, max_points) * 4**i for i in range(8))
     parts = next(
         (
             p
             for b in budgets
             if b <= max_points
-            and (p := quadrature.pieces(guide, n_nodes, b, features.edges())) is not None
+            and (p := quadrature.pieces(guide, n_nodes, b, features.edges(), fill=False))
+            is not None
         ),
         None,
     )
@@ -363,7 +365,9 @@ def _describe_relation(coef: np.ndarray, names, bound: float, op: str) -> str:
         for a, n in zip(coef, names, strict=True)
         if abs(a) > 1e-8 * top
     ]
-    return f"{' '.join(terms).lstrip('+ ').replace(' 1*E[', ' E[')} {op} {bound / top:.6g}"
+    text = " ".join(terms).replace(" 1*E[", " E[")
+    text = text[2:] if text.startswith("+ ") else "-" + text[2:]
+    return f"{text} {op} {bound / top:.6g}"
 
 
 def _check_relations(features: Features, wh: _Whitening, targets: np.ndarray, soft: bool):
@@ -420,12 +424,17 @@ def _check_variances(features: Features, targets: np.ndarray) -> None:
             )
 
 
-def _infeasibility(
-    features: Features, rule: _Rule, wh: _Whitening, targets: np.ndarray
-) -> str | None:
-    """A separating hyperplane, if the targets lie outside the convex hull of ``f`` over the rule's
-    points: ``y . f(x) <= c`` at every point but ``y . t > c``. Found by a linear program in
-    standardized units; ``None`` when the targets are inside."""
+def _raise_if_infeasible(features: Features, rule: _Rule, targets: np.ndarray) -> None:
+    """A ``ValueError`` that names a constraint every density on the space obeys and the targets
+    break, if there is one in sight.
+
+    A linear program on the rule's points finds the direction ``y`` (standardized units) along
+    which the targets lie farthest outside the convex hull of ``f`` there. The hull of a rule's
+    points can be smaller than that of the space, so the bound ``c = sup_x y . f(x)`` is then
+    taken on a dense grid that includes every coordinate's end points (:func:`_dense_grid`), and
+    the targets count as infeasible only if ``y . t`` passes it by more than the change in ``c``
+    from a grid with half the resolution, and by ``1e-6`` standard deviations."""
+    wh = _whitening(rule)
     live = np.isfinite(rule.log_base)
     scale = np.where(wh.sd > 0, wh.sd, 1.0)
     a = (rule.f[live] - wh.mean) / scale
@@ -439,14 +448,37 @@ def _infeasibility(
         bounds=[(-1, 1)] * m + [(None, None)],
         method="highs",
     )
-    if res.status != 0 or -res.fun <= 1e-9:
-        return None
-    y, c = res.x[:m] / scale, res.x[m]
-    bound = c + y @ wh.mean
-    relation = _describe_relation(y, features.names, bound, "<=")
-    return f"every density on the space has {relation}, but the targets give " + (
+    if res.status != 0 or -res.fun <= 1e-6:
+        return
+    y = res.x[:m] / scale
+    fine, coarse = (
+        np.max(quadrature.evaluate(features, _dense_grid(features.dims, k)) @ y) for k in (1, 2)
+    )
+    margin = float(y @ targets) - fine
+    if margin <= abs(fine - coarse) + 1e-6 * float(np.abs(res.x[:m]).sum()):
+        return
+    relation = _describe_relation(y, features.names, fine, "<=")
+    raise ValueError(
+        f"infeasible targets: every density on the space has {relation}, but the targets give "
         f"{float(y @ targets) / np.max(np.abs(y)):.6g}"
     )
+
+
+def _dense_grid(dims, coarsen: int = 1, max_points: int = 2**18) -> np.ndarray:
+    """Evenly spaced points with the ends of every coordinate (grids of discrete ones, thinned if
+    large), about ``max_points`` of them, every ``coarsen``-th point along each axis."""
+    n_cont = sum(d.kind == CONTINUOUS for d in dims)
+    n_grid = math.prod(d.n_points for d in dims if d.kind != CONTINUOUS)
+    per_axis = max(2, int((max_points / max(n_grid, 1)) ** (1 / max(n_cont, 1))))
+    axes = []
+    for d in dims:
+        if d.kind == CONTINUOUS:
+            axes.append(np.linspace(d.low, d.high, (per_axis - 1) // coarsen + 1))
+        else:
+            g = d.grid()
+            step = max(1, (g.size * len(dims)) // max_points) * coarsen
+            axes.append(np.unique(np.append(g[::step], g[-1])))
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(dims))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +545,7 @@ def maxent(
         constraint that they break).
       ConvergenceError: the solve stopped short of ``tol``; it carries the result.
     """
+    require_x64("fusion.maxent.maxent")
     features, targets, reference, slack = _check_arguments(features, targets, reference, slack)
     n_nodes = integer("n_nodes", n_nodes, minimum=2)
     max_points = integer("max_points", max_points, minimum=1)
@@ -556,27 +589,48 @@ def _importance_rule(features, reference, q, key, n: int) -> _Rule:
 
 
 def _solve_rules(features, targets, reference, slack, rules, tol, max_iter, method) -> MaxEntResult:
-    """Solve on ``rules[i]()`` and check on ``rules[i + 1]()``, from the coarsest, until the check
-    passes (quadrature; importance solves on one set of draws and checks on the other)."""
+    """Solve on ``rules[i]()`` and check on ``rules[i + 1]()``, from the coarsest (quadrature;
+    importance solves on one set of draws and checks on the other).
+
+    A level whose own problem is solved (to ``max(tol, 1e-9)``) but fails the check is a
+    discretization error: the next level starts from its ``lambda``, and the refinement stops
+    when the check no longer improves twofold (rounding, not the rule, limits it). A level whose
+    problem is not solved may have targets out of its nodes' reach: the targets are tested for
+    infeasibility on the whole space, and the next level starts again from ``lambda = 0``.
+    """
     soft = slack is not None
     lambdas = np.zeros(features.size)
-    n_iter = 0
+    start = lambdas
+    n_iter, best_check, state = 0, math.inf, None
     levels = [(rules[0], rules[1])] if method == "importance" else list(itertools.pairwise(rules))
     for make_solved_on, make_check in levels:
         solved_on, check = make_solved_on(), make_check()
+        if features.size == 0:  # no constraint: the reference itself
+            mean, log_z_check = _moments_at(check, lambdas)
+            log_z = _moments_at(solved_on, lambdas)[1]
+            check_error, met = np.zeros(0), True
+            break
         wh = _whitening(solved_on)
         targets = _check_relations(features, wh, targets, soft)
         scale = np.where(wh.sd > 0, wh.sd, 1.0)
         slack2 = np.zeros(features.size) if slack is None else (slack * wh.sd) ** 2
-        state, lambdas = _fit(solved_on, wh, targets, slack2, lambdas, tol / 10, max_iter)
+        state, lambdas = _fit(solved_on, wh, targets, slack2, start, tol / 10, max_iter)
         n_iter += int(state.n_iter)
         mean, log_z_check = _moments_at(check, lambdas)
         fit_mean, log_z = _moments_at(solved_on, lambdas)
-        fit_error = np.abs(fit_mean - targets + slack2 * lambdas) / scale
+        fit_error = np.max(np.abs(fit_mean - targets + slack2 * lambdas) / scale)
         check_error = np.abs(mean - targets + slack2 * lambdas) / scale
-        met = np.max(fit_error if method == "importance" else check_error) <= tol
-        if met:
+        met = (fit_error if method == "importance" else np.max(check_error)) <= tol
+        if met or method == "importance":
             break
+        if fit_error > max(tol, 1e-9):
+            if not soft:
+                _raise_if_infeasible(features, check, targets)
+            start = np.zeros(features.size)
+            continue
+        if np.max(check_error) > best_check / 2:
+            break
+        best_check, start = np.max(check_error), lambdas
     if method == "importance":
         log_z_error = _log_z_standard_error(check, lambdas, log_z_check)
     else:
@@ -588,15 +642,14 @@ def _solve_rules(features, targets, reference, slack, rules, tol, max_iter, meth
     )
     if not met:
         if not soft:
-            reason = _infeasibility(features, solved_on, wh, targets)
-            if reason is not None:
-                raise ValueError(f"infeasible targets: {reason}")
+            _raise_if_infeasible(features, check, targets)
         worst = int(np.argmax(check_error))
         raise ConvergenceError(
-            f"maximum entropy did not converge ({_STATUS[int(state.status)]} after {n_iter} Newton "
-            f"steps on {check.n_points} points): the worst constraint, E[{features.names[worst]}], "
-            f"is off by {result.residuals[worst]:.3g} ({check_error[worst]:.3g} standard "
-            f"deviations; tol={tol:g}). Residuals: {result.residuals}",
+            f"maximum entropy did not converge: on {check.n_points} check points the worst "
+            f"constraint, E[{features.names[worst]}], is off by {result.residuals[worst]:.3g} "
+            f"({check_error[worst]:.3g} standard deviations; tol={tol:g}); the last Newton solve "
+            f"{_STATUS[int(state.status)]}, after {n_iter} steps in all. "
+            f"Residuals: {result.residuals}",
             result,
         )
     return result
@@ -621,14 +674,14 @@ def _check_arguments(features, targets, reference, slack):
             f"targets must be {features.size} finite numbers, one per feature "
             f"{list(features.names)}, got {targets!r}"
         )
+    if any(d.kind == CONTINUOUS and not math.isfinite(d.high - d.low) for d in features.dims):
+        raise ValueError("maximum entropy needs a bounded space")
     if reference is None:
         reference = Uniform(features.dims)
     if not hasattr(reference, "unnormalized_log_prob") or reference.dims != features.dims:
         raise ValueError(
             f"reference must be a fusion density on the features' space, got {reference!r}"
         )
-    if any(d.kind == CONTINUOUS and not math.isfinite(d.high - d.low) for d in features.dims):
-        raise ValueError("maximum entropy needs a bounded space")
     if slack is not None:
         s = np.asarray(slack, dtype=float) if _all_real(slack) else None
         if (

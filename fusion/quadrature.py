@@ -110,12 +110,13 @@ def cuts(dim: Dim, centres: np.ndarray, scales: np.ndarray, max_pieces: int) -> 
 
 
 @functools.lru_cache(maxsize=64)
-def _leggauss(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+def legendre_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on ``[-1, 1]`` (``numpy.polynomial.legendre.leggauss``)."""
     return leggauss(n_nodes)
 
 
 def gauss_legendre(cuts: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    t, w = _leggauss(n_nodes)
+    t, w = legendre_nodes(n_nodes)
     a, b = cuts[:-1, None], cuts[1:, None]
     return ((a + b) / 2 + (b - a) / 2 * t).ravel(), ((b - a) / 2 * w).ravel()
 
@@ -127,11 +128,15 @@ def tensor(rules) -> tuple[np.ndarray, np.ndarray]:
     return points.reshape(-1, len(rules)), np.asarray(log_w).reshape(-1)
 
 
-def pieces(density, n_nodes: int, max_points: int, edges=None) -> list[np.ndarray] | None:
+def pieces(
+    density, n_nodes: int, max_points: int, edges=None, fill: bool = True
+) -> list[np.ndarray] | None:
     """Per coordinate, the cut points of a continuous one (at most ``max_points`` tensor points
     with ``n_nodes`` per piece, cut around the kernels of ``density``, see :func:`cuts`, and at
-    ``edges[j]``, points where an integrand jumps) or the grid of a discrete one. ``None`` when the
-    space is not bounded or the tensor grid would exceed ``max_points`` even with one piece."""
+    ``edges[j]``, points where an integrand jumps) or the grid of a discrete one. With ``fill``,
+    the longest pieces are halved until the budget is used, so a density without kernels (or
+    with few) still gets a finer rule from a larger budget. ``None`` when the space is not
+    bounded or the tensor grid would exceed ``max_points`` even with one piece."""
     dims = density.dims
     n_cont = sum(d.kind == CONTINUOUS for d in dims)
     n_grid = math.prod(d.n_points for d in dims if d.kind != CONTINUOUS)
@@ -149,10 +154,20 @@ def pieces(density, n_nodes: int, max_points: int, edges=None) -> list[np.ndarra
                 return None
             extra = np.asarray((edges or {}).get(j, ()), dtype=float)
             extra = extra[(extra > d.low) & (extra < d.high)]
-            rules.append(np.unique(np.concatenate([c, extra])))
+            c = np.unique(np.concatenate([c, extra]))
+            rules.append(_halve_longest(c, max_pieces) if fill else c)
         else:
             rules.append(d.grid())
     return rules
+
+
+def _halve_longest(c: np.ndarray, max_pieces: int) -> np.ndarray:
+    """Halve the longest pieces between the cuts ``c`` while there are fewer than ``max_pieces``."""
+    while len(c) - 1 < max_pieces:
+        gaps = np.diff(c)
+        longest = np.flatnonzero(gaps >= gaps.max() / 2)[: max_pieces - (len(c) - 1)]
+        c = np.sort(np.concatenate([c, c[longest] + gaps[longest] / 2]))
+    return c
 
 
 def rule(dims: tuple[Dim, ...], parts, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
