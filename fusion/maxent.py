@@ -352,7 +352,7 @@ def _whitening(rule: _Rule) -> _Whitening:
     sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
     scale = np.where(sd > 0, sd, 1.0)
     ev, v = np.linalg.eigh(cov / np.outer(scale, scale))  # the correlation matrix: scale-free
-    keep = ev > 1e-10 * max(ev.max(), 1e-300)
+    keep = ev > 1e-13 * max(ev.max(), 1e-300)
     w = (v[:, keep] / np.sqrt(ev[keep])).T / scale
     return _Whitening(mean, w, sd, (v[:, ~keep] / scale[:, None]).T)
 
@@ -370,12 +370,17 @@ def _describe_relation(coef: np.ndarray, names, bound: float, op: str) -> str:
     return f"{text} {op} {bound / top:.6g}"
 
 
-def _check_relations(features: Features, wh: _Whitening, targets: np.ndarray, soft: bool):
-    """Features that obey an exact linear relation under the reference must have targets that obey
-    it too; soft constraints get their targets projected onto it instead."""
+def _check_relations(
+    features: Features, rule: _Rule, wh: _Whitening, targets: np.ndarray, soft: bool
+):
+    """Features that obey a linear relation ``v . f = c`` under the reference (to rounding) must
+    have targets that obey it too, up to twice the spread of ``v . f`` over the rule's points;
+    soft constraints get their targets projected onto it instead."""
+    live = np.isfinite(rule.log_base)
     for v in wh.null:
         gap = v @ (targets - wh.mean)
-        if abs(gap) <= 1e-8 * (1 + np.abs(v) @ np.abs(targets)):
+        spread = np.ptp(rule.f[live] @ v)
+        if abs(gap) <= 2 * spread + 1e-8 * (1 + np.abs(v) @ np.abs(targets)):
             continue
         if soft:
             targets = targets - gap * v / (v @ v)
@@ -611,7 +616,7 @@ def _solve_rules(features, targets, reference, slack, rules, tol, max_iter, meth
             check_error, met = np.zeros(0), True
             break
         wh = _whitening(solved_on)
-        targets = _check_relations(features, wh, targets, soft)
+        targets = _check_relations(features, solved_on, wh, targets, soft)
         scale = np.where(wh.sd > 0, wh.sd, 1.0)
         slack2 = np.zeros(features.size) if slack is None else (slack * wh.sd) ** 2
         state, lambdas = _fit(solved_on, wh, targets, slack2, start, tol / 10, max_iter)

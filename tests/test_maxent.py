@@ -297,6 +297,27 @@ def test_targets_that_break_a_linear_relation_of_the_features_are_refused():
     )
 
 
+@pytest.mark.parametrize("degree", [10, 14])
+def test_nearly_dependent_features_still_meet_their_targets(degree):
+    """Monomials up to x^14 on [0, 1] are nearly collinear (their Hessian's condition number is far
+    beyond 1e12): the eigenvalue floor keeps the Newton steps finite, the targets are met, and no
+    false infeasibility is claimed. Lambda itself is not identifiable to better than the
+    conditioning allows, so only the residuals are checked."""
+    f = F.moments(U01, 0, degree)
+    lambdas = np.zeros(degree)
+    lambdas[:2] = [7.5, -12.5]
+    res = M.maxent(f, family_moments(f, lambdas))
+    assert np.max(np.abs(res.residuals)) < 1e-10
+    np.testing.assert_allclose(
+        res.density.log_prob(np.array([[0.3], [0.9]])), _tn_log_pdf([0.3, 0.9]), atol=1e-3
+    )
+
+
+def _tn_log_pdf(x):
+    twin = scipy.stats.truncnorm((0 - 0.3) / 0.2, (1 - 0.3) / 0.2, 0.3, 0.2)  # exp(7.5x - 12.5x^2)
+    return twin.logpdf(np.asarray(x))
+
+
 def test_a_solve_stopped_short_raises_with_its_residuals():
     twin = scipy.stats.truncnorm(-6.0, 14.0, 0.3, 0.05)
     targets = [twin.mean(), twin.var() + twin.mean() ** 2]
