@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import optuna
 from jax import monitoring
 
@@ -130,3 +135,54 @@ def write_report(table: str, path) -> str:
     print(table)
     print(f"wrote {path}")
     return table
+
+
+@dataclass(frozen=True)
+class Timed:
+    result: object
+    first: float  # seconds of the warm-up call (compiles)
+    median: float  # seconds, median of the repeats
+    compiles: int  # XLA compilations during the repeats
+
+
+def timed(fn: Callable[[], object], repeats: int) -> Timed:
+    start = time.perf_counter()
+    result = fn()
+    first = time.perf_counter() - start
+    times = []
+    with CompileCounter() as compiles:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - start)
+    return Timed(result, first, float(np.median(times)), compiles.count)
+
+
+def ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.1f}" if seconds >= 0.01 else f"{1e3 * seconds:.2f}"
+
+
+def revision() -> str:
+    """The commit this ran on, and whether ``fusion/`` had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "fusion"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in fusion/' if dirty else ''}"
+
+
+def run_summary(start: float, compiles) -> list[str]:
+    """The closing lines of a report: wall time and compilations since ``start``, the revision,
+    and the machine table."""
+    return [
+        f"Whole run: {time.perf_counter() - start:.0f} s, {compiles.count} XLA compilations "
+        f"({compiles.seconds:.1f} s). fusion revision: {revision()}.",
+        "",
+        machine_table(),
+    ]

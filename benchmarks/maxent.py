@@ -62,8 +62,7 @@ from pathlib import Path
 import jax
 import mpmath
 import numpy as np
-from _timing import CompileCounter, machine_table, write_report
-from normalizers import Timed, ms, revision, timed
+from _timing import CompileCounter, Timed, ms, run_summary, timed, write_report
 from numpy.polynomial.legendre import leggauss
 from scipy import optimize, special, stats
 
@@ -601,10 +600,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         "",
         f"XLA compilations during the timed (post-warm-up) calls: {timed_compiles}.",
         "",
-        f"Whole run: {time.perf_counter() - start:.0f} s, {compiles.count} XLA compilations "
-        f"({compiles.seconds:.1f} s). fusion revision: {revision()}.",
-        "",
-        machine_table(),
+        *run_summary(start, compiles),
     ]
     return write_report("\n".join(lines), args.out)
 

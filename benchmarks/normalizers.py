@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import CompileCounter, machine_table, write_report
+from _timing import CompileCounter, Timed, ms, run_summary, timed, write_report
 from numpy.polynomial.legendre import leggauss
 from scipy import integrate, stats
 from scipy.special import ndtr, ndtri
@@ -187,34 +186,9 @@ def composite_gauss_legendre(p: Spec, q: Spec, alpha: float, nodes: int = 16) ->
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Timed:
-    result: object
-    first: float  # seconds of the warm-up call (compiles)
-    median: float  # seconds, median of the repeats
-    compiles: int  # XLA compilations during the repeats
-
-
-def timed(fn: Callable[[], object], repeats: int) -> Timed:
-    start = time.perf_counter()
-    result = fn()
-    first = time.perf_counter() - start
-    times = []
-    with CompileCounter() as compiles:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            result = fn()
-            times.append(time.perf_counter() - start)
-    return Timed(result, first, float(np.median(times)), compiles.count)
-
-
 def rel_error(log_z: float, log_ref: float) -> float:
     """``|Z / Z_ref - 1|``."""
     return abs(math.expm1(log_z - log_ref))
-
-
-def ms(seconds: float) -> str:
-    return f"{1e3 * seconds:.1f}" if seconds >= 0.01 else f"{1e3 * seconds:.2f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,21 +518,6 @@ def dimension_tables(repeats: int, dims: Sequence[int], ref_n: int) -> list[str]
     ]
 
 
-def revision() -> str:
-    """The commit this ran on, and whether ``fusion/`` had uncommitted changes."""
-    root = HERE.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "fusion"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head or 'unknown'}{' + uncommitted changes in fusion/' if dirty else ''}"
-
-
 def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (default 5)")
@@ -582,10 +541,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         ]
     lines += [
         "",
-        f"Whole run: {time.perf_counter() - start:.0f} s, {compiles.count} XLA compilations "
-        f"({compiles.seconds:.1f} s). fusion revision: {revision()}.",
-        "",
-        machine_table(),
+        *run_summary(start, compiles),
     ]
     return write_report("\n".join(lines), args.out)
 
