@@ -6,22 +6,44 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import numpy as np
 
 
+def _item(value: Any) -> Any:
+    """A concrete 0-d NumPy or JAX array as its Python scalar; anything else as it is."""
+    if isinstance(value, np.ndarray | jax.Array) and not isinstance(value, jax.core.Tracer):
+        if value.ndim == 0 and value.dtype != bool and np.issubdtype(value.dtype, np.number):
+            return value.item()
+    return value
+
+
 def is_int(value: Any) -> bool:
-    """A Python or NumPy integer, and not a ``bool``."""
+    """A Python or NumPy integer, or a 0-d integer array, and not a ``bool``."""
+    value = _item(value)
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def is_real(value: Any) -> bool:
-    """A Python or NumPy real number, and not a ``bool``."""
+    """A Python or NumPy real number, or a 0-d real array, and not a ``bool``."""
+    value = _item(value)
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def prng_key(name: str, value: Any) -> jax.Array:
+    """``value`` as a ``jax.random`` key: a typed key (``jax.random.key``) or a raw ``uint32[2]``
+    one (``jax.random.PRNGKey``)."""
+    if isinstance(value, jax.Array):
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key) and value.shape == ():
+            return value
+        if value.dtype == np.uint32 and value.shape == (2,):
+            return value
+    raise ValueError(f"{name} must be a jax.random key, got {value!r}")
 
 
 def integer(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
     """``value`` as an ``int`` in ``[minimum, maximum]``."""
-    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+    if not is_int(value) or _item(value) < minimum or (maximum is not None and _item(value) > maximum):
         upper = "" if maximum is None else f" and <= {maximum}"
         raise ValueError(f"{name} must be an int >= {minimum}{upper}, got {value!r}")
     return int(value)

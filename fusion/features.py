@@ -45,7 +45,7 @@ import numpy as np
 from scipy.special import comb
 
 from fusion import kernels, quadrature
-from fusion._validate import integer, is_real
+from fusion._validate import integer, is_real, positive, prng_key
 from fusion.combine import LinearPool, LogLinearPool
 from fusion.density import (
     ProductKernelMixture,
@@ -213,8 +213,9 @@ def interval(space, param, low, high) -> Features:
         raise ValueError(f"interval needs low <= high, got low={low!r}, high={high!r}")
     a, b = _to_coordinate(p, float(low)), _to_coordinate(p, float(high))
     if dim.kind != CONTINUOUS:  # widen to the cells, so a grid value 1 ulp off is still counted
-        k_lo = math.ceil((a - dim.low) / dim.step - 1e-9)
-        k_hi = math.floor((b - dim.low) / dim.step + 1e-9)
+        n = dim.n_points
+        k_lo = max(0, math.ceil(float(np.clip((a - dim.low) / dim.step, -1, n)) - 1e-9))
+        k_hi = min(n - 1, math.floor(float(np.clip((b - dim.low) / dim.step, -1, n)) + 1e-9))
         a, b = dim.low + (k_lo - 0.5) * dim.step, dim.low + (k_hi + 0.5) * dim.step
     return Features(dims, (Monomial((Window(col, 0, a, b),), f"1{{{low} <= {name} <= {high}}}"),))
 
@@ -269,7 +270,9 @@ def custom(space, fn: Callable, names: Sequence[str]) -> Features:
     dims = space.dims if isinstance(space, SearchSpace) else check_dims(space)
     if not callable(fn):
         raise ValueError(f"fn must be a callable, got {fn!r}")
-    names = tuple(str(n) for n in names)
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"names must be a sequence of strings, one per output, got {names!r}")
+    names = tuple(names)
     if not names:
         raise ValueError("names must name at least one output of fn")
     out = jax.eval_shape(fn, jax.ShapeDtypeStruct((2, len(dims)), jnp.float64))
@@ -312,22 +315,38 @@ def truncnorm_moments(mu, sigma, low, high, a, b, max_power: int) -> np.ndarray:
     weights ``phi`` normalized in log space, over the part of the piece that holds all but
     ``exp(-40)`` of its mass.
     """
-    mu, sigma, low, high, a, b = np.broadcast_arrays(*map(np.asarray, (mu, sigma, low, high, a, b)))
+    max_power = integer("max_power", max_power, minimum=0)
+    mu, sigma, low, high, a, b = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float) for v in (mu, sigma, low, high, a, b))
+    )
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all() and (sigma > 0).all()):
+        raise ValueError(f"mu must be finite and sigma finite and > 0, got {mu!r} and {sigma!r}")
+    if np.isnan(low).any() or np.isnan(high).any() or not (low < high).all():
+        raise ValueError(f"the truncation needs low < high, got low={low!r}, high={high!r}")
     lo, hi = np.maximum(a, low), np.minimum(b, high)
     alpha, beta = (lo - mu) / sigma, (hi - mu) / sigma
     empty = ~(alpha < beta)
     alpha, beta = np.where(empty, 0.0, alpha), np.where(empty, 1.0, beta)
     log_piece = np.asarray(kernels.log_gauss_mass(alpha, beta))
     log_total = np.asarray(kernels.log_gauss_mass((low - mu) / sigma, (high - mu) / sigma))
-    share = np.where(empty, 0.0, np.exp(log_piece - log_total))
+    share = np.exp(np.where(empty, -np.inf, log_piece - log_total))
+
+    # Gauss-Legendre on a narrow piece, and on a piece in a far tail: there the mass sits within
+    # 40/|e| of the end e nearest the mode (beyond, it is below exp(-40) of the piece).
+    in_tail = (alpha >= 4.0) | (beta <= -4.0)
+    use_rule = (beta - alpha < 1.0) | in_tail
+
+    # The recursion runs on the other pieces only (the rest get the harmless piece [0, 1]).
+    ra, rb = np.where(use_rule, 0.0, alpha), np.where(use_rule, 1.0, beta)
+    log_rpiece = np.where(use_rule, np.asarray(kernels.log_gauss_mass(0.0, 1.0)), log_piece)
 
     def tail(z):  # r -> z^(r-1) phi(z) / P, 0 at an infinite end
         finite = np.isfinite(z)
         zf = np.where(finite, z, 0.0)
-        ratio = np.where(finite, np.exp(-0.5 * zf * zf - _LOG_SQRT_2PI - log_piece), 0.0)
+        ratio = np.where(finite, np.exp(-0.5 * zf * zf - _LOG_SQRT_2PI - log_rpiece), 0.0)
         return lambda r: ratio * zf ** (r - 1) if r > 1 else ratio
 
-    ta, tb = tail(alpha), tail(beta)
+    ta, tb = tail(ra), tail(rb)
     m = [np.ones_like(alpha), ta(1) - tb(1)]
     for r in range(2, max_power + 1):
         m.append((r - 1) * m[r - 2] + ta(r) - tb(r))
@@ -336,12 +355,8 @@ def truncnorm_moments(mu, sigma, low, high, a, b, max_power: int) -> np.ndarray:
         for r in range(max_power + 1)
     ]
 
-    # Gauss-Legendre on a narrow piece, and on a piece in a far tail: there the mass sits within
-    # 40/|e| of the end e nearest the mode (beyond, it is below exp(-40) of the piece).
-    in_tail = (alpha >= 4.0) | (beta <= -4.0)
-    near = np.where(alpha >= 4.0, alpha, beta)
+    near = np.where(alpha >= 4.0, alpha, np.where(in_tail, beta, 1.0))
     reach = np.where(in_tail, np.minimum(beta - alpha, 40.0 / np.abs(near)), beta - alpha)
-    use_rule = (beta - alpha < 1.0) | in_tail
     za = np.where(in_tail & (beta <= -4.0), beta - reach, alpha)
     t, w = quadrature.legendre_nodes(32)
     z = za[..., None] + reach[..., None] * (t + 1) / 2
@@ -362,8 +377,11 @@ def _uniform_window_means(dims: tuple[Dim, ...], w: Window) -> np.ndarray:
         lo, hi = max(w.low, d.low), min(w.high, d.high)
         if not lo < hi:
             return np.zeros(1)
-        p = w.power + 1
-        return np.array([(hi**p - lo**p) / (p * (d.high - d.low))])
+        # Gauss-Legendre is exact for x^p (p <= 31) and, unlike (hi^(p+1) - lo^(p+1)) / (p+1),
+        # does not cancel on a narrow range far from 0.
+        t, weights = quadrature.legendre_nodes(16)
+        x = (lo + hi) / 2 + (hi - lo) / 2 * t
+        return np.array([(hi - lo) / 2 * (weights @ x**w.power) / (d.high - d.low)])
     v = d.grid()
     return np.array([np.mean(_grid_window(v, w))])
 
@@ -500,6 +518,10 @@ def expectation(
         raise ValueError(f"density lives on {density.dims}, the features on {features.dims}")
     n_nodes = integer("n_nodes", n_nodes, minimum=2)
     n_samples = integer("n_samples", n_samples, minimum=2)
+    max_points = integer("max_points", max_points, minimum=1)
+    rtol = positive("rtol", rtol)
+    if key is not None:
+        key = prng_key("key", key)
     zeros = np.zeros(features.size)
     if method in ("auto", "exact"):
         values = _exact(density, features)

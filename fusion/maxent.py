@@ -47,12 +47,12 @@ from scipy.optimize import linprog
 from scipy.special import logsumexp
 
 from fusion import kernels, quadrature
-from fusion._validate import integer, is_real, positive
+from fusion._validate import integer, is_real, positive, prng_key
 from fusion.combine import LinearPool, linear_pool
 from fusion.density import Uniform, bucket_size, check_points
 from fusion.features import Features, Monomial, Targets, expectation
 from fusion.kernels import require_x64
-from fusion.space import CONTINUOUS
+from fusion.space import CATEGORICAL, CONTINUOUS
 
 POLICIES = ("average", "soft", "error")
 """How :func:`maxent_pool` treats a feature that several sources constrain:
@@ -93,8 +93,15 @@ class ConvergenceError(RuntimeError):
 
 @jax.jit
 def _log_prob(density: ExponentialFamily, x: jax.Array) -> jax.Array:
-    f = density.features(x)
-    return f @ density.lambdas + density.reference.unnormalized_log_prob(x) - density.log_z
+    log_r = density.reference.unnormalized_log_prob(x)
+    inside = jnp.isfinite(log_r)
+    # Off the reference's support the features may overflow (x^2 at 1e200): evaluate them at a
+    # point of the box instead, so neither the value nor the gradient picks up inf - inf.
+    lows = jnp.asarray([d.low if d.kind != CATEGORICAL else 0.0 for d in density.dims])
+    highs = jnp.asarray([d.high if d.kind != CATEGORICAL else d.n_choices - 1.0 for d in density.dims])
+    safe = jnp.where(inside[:, None], x, jnp.clip(x, lows, highs))
+    log_p = density.features(safe) @ density.lambdas + jnp.where(inside, log_r, 0.0) - density.log_z
+    return jnp.where(inside, log_p, -jnp.inf)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,22 +284,27 @@ def _split(cuts: np.ndarray, k: int) -> np.ndarray:
     return np.append(inner.ravel(), cuts[-1])
 
 
+def _remembered(fn):
+    """``fn``, with its results remembered for hashable arguments (built-in features and a
+    uniform reference); a density with arrays in it is not hashable, and is recomputed."""
+    remember = functools.lru_cache(maxsize=16)(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        try:
+            hash(args)
+        except TypeError:
+            return fn(*args)
+        return remember(*args)
+
+    return call
+
+
+@_remembered
 def _quadrature_rules(features: Features, reference, proposal, n_nodes: int, max_points: int):
     """Composite rules, each piece of the first split in 2, 4, 8, ... for the next: a list of
     makers of rules, built when first called, or ``None`` if two rules do not fit in
-    ``max_points``. Remembered for hashable arguments (a uniform reference, built-in features)."""
-    try:
-        return _remembered_rules(features, reference, proposal, n_nodes, max_points)
-    except TypeError:  # a density with arrays in it is not hashable
-        return _make_quadrature_rules(features, reference, proposal, n_nodes, max_points)
-
-
-@functools.lru_cache(maxsize=16)
-def _remembered_rules(features, reference, proposal, n_nodes, max_points):
-    return _make_quadrature_rules(features, reference, proposal, n_nodes, max_points)
-
-
-def _make_quadrature_rules(features, reference, proposal, n_nodes: int, max_points: int):
+    ``max_points``."""
     dims = features.dims
     n_cont = sum(d.kind == CONTINUOUS for d in dims)
     if n_cont > 3:
@@ -396,8 +408,9 @@ def _check_relations(
 
 
 def _check_variances(features: Features, targets: np.ndarray) -> None:
-    """For a coordinate on ``[a, b]`` with target mean ``m`` and variance ``v``: ``a <= m <= b``
-    and ``0 <= v <= (m - a)(b - m)`` (the Bhatia-Davis bound) hold for every density."""
+    """For a coordinate on ``[a, b]`` with target mean ``m`` and variance ``v``, every density has
+    ``0 < v < (m - a)(b - m)`` (the Bhatia-Davis bound); only a point mass has ``v = 0`` and only
+    the distribution on ``{a, b}`` has the bound."""
     index = {}
     for k, t in enumerate(features.terms):
         if isinstance(t, Monomial) and len(t.windows) == 1:
@@ -407,43 +420,110 @@ def _check_variances(features: Features, targets: np.ndarray) -> None:
     for (col, power), k in index.items():
         d = features.dims[col]
         a, b = d.low, d.high
-        m = targets[k]
-        name = features.names[k]
-        if power == 1 and not (a - 1e-12 * abs(a) <= m <= b + 1e-12 * abs(b)):
+        if power != 1 or (col, 2) not in index or not a < targets[k] < b:
+            continue  # a mean outside (a, b) is left to _check_ranges
+        m, second, name = targets[k], targets[index[(col, 2)]], features.names[k]
+        var, bound = second - m * m, (m - a) * (b - m)
+        given = f"no density meets E[{name}] = {m:.6g} with E[{name}^2] = {second:.6g}"
+        end = 1e-12 * max((b - a) ** 2, m * m)
+        if var <= end:
             raise ValueError(
-                f"infeasible target: E[{name}] = {m:.6g} is outside [{a:.6g}, {b:.6g}]"
+                f"infeasible targets: the variance of {name}, E[{name}^2] - E[{name}]^2 = "
+                f"{var:.6g}, must be > 0 (only a point mass has variance 0): {given}"
             )
-        if power != 1 or (col, 2) not in index or not math.isfinite(b - a):
-            continue
-        var = targets[index[(col, 2)]] - m * m
-        bound = (m - a) * (b - m)
-        if var < -1e-12 * (1 + m * m):
-            raise ValueError(
-                f"infeasible targets: the variance of {name}, E[{name}^2] - E[{name}]^2 = {var:.6g}, is negative"
-            )
-        if var > bound + 1e-12 * (1 + m * m):
+        if var >= bound - end:
             raise ValueError(
                 f"infeasible targets: the variance of {name} would be {var:.6g}, but on "
-                f"[{a:.6g}, {b:.6g}] a mean of {m:.6g} allows at most (mean - low)(high - mean) = "
-                f"{bound:.6g} (Bhatia-Davis): no density meets E[{name}] = {m:.6g} with "
-                f"E[{name}^2] = {targets[index[(col, 2)]]:.6g}"
+                f"[{a:.6g}, {b:.6g}] a mean of {m:.6g} allows less than (mean - low)(high - mean)"
+                f" = {bound:.6g} (Bhatia-Davis; only the distribution on the two ends reaches "
+                f"it): {given}"
             )
 
 
-def _raise_if_infeasible(features: Features, rule: _Rule, targets: np.ndarray) -> None:
+class _Support(NamedTuple):
+    """Features at the points of a dense grid (:func:`_dense_grid`) where the reference has mass
+    (``fine``), and at those of a grid with about half the resolution along each axis
+    (``coarse``); each feature's least and greatest value on the fine grid (``low``, ``high``,
+    infinite where it is undefined somewhere), and how much they move from the coarse grid
+    (``slop``)."""
+
+    fine: np.ndarray
+    coarse: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    slop: np.ndarray
+
+
+@_remembered
+def _support(features: Features, reference, max_points: int = 2**14) -> _Support:
+    def at(n):
+        x = _dense_grid(features.dims, features.edges(), n)
+        inside = np.isfinite(quadrature.evaluate(reference.unnormalized_log_prob, x))
+        return quadrature.evaluate(features, x[inside])
+
+    fine, coarse = at(max_points), at(max(1, max_points >> len(features.dims)))
+    low, high = -_extreme(fine, -1.0), _extreme(fine, 1.0)
+    with np.errstate(invalid="ignore"):  # inf - inf on unbounded features, which are skipped
+        slop = np.maximum(np.abs(low + _extreme(coarse, -1.0)), np.abs(high - _extreme(coarse, 1.0)))
+    return _Support(fine, coarse, low, high, slop)
+
+
+def _extreme(values: np.ndarray, sign: float) -> np.ndarray:
+    """``max(sign * values)`` down the rows, with NaN read as unbounded (a feature undefined
+    somewhere)."""
+    v = sign * values
+    return np.where(np.isnan(v).any(axis=0), np.inf, np.max(v, axis=0, initial=-np.inf))
+
+
+def _check_ranges(features: Features, support: _Support, targets: np.ndarray) -> None:
+    """Each target must lie strictly inside the range of its feature where the reference has
+    mass. Outside it no distribution meets the target; at an end only one concentrated where the
+    feature takes that value does, and no density relative to the reference (``lambda`` would be
+    infinite). The range is taken on the dense grid; a target beyond it by less than the change
+    from the coarser grid is left to the solver."""
+    low, high, slop = support.low, support.high, support.slop
+    bounded = np.isfinite(low) & np.isfinite(high) & (low < high)
+    with np.errstate(invalid="ignore"):
+        end = 1e-12 * np.maximum(high - low, np.maximum(np.abs(low), np.abs(high)))
+        outside = bounded & ~((low - slop - end <= targets) & (targets <= high + slop + end))
+        at_end = bounded & ((np.abs(targets - low) <= end) | (np.abs(targets - high) <= end))
+    # unbounded, undefined somewhere, or constant features are left to _check_relations
+    for k in np.flatnonzero(outside | at_end):
+        name, t = features.names[k], targets[k]
+        if outside[k]:
+            raise ValueError(
+                f"infeasible target: E[{name}] = {t:.6g}, but {name} takes values in "
+                f"[{low[k]:.6g}, {high[k]:.6g}] where the reference has mass"
+            )
+        which = "least" if abs(t - low[k]) <= end[k] else "greatest"
+        raise ValueError(
+            f"infeasible target: E[{name}] = {t:.6g} is the {which} value {name} takes where "
+            f"the reference has mass, so only a distribution concentrated where {name} = "
+            f"{t:.6g} meets it, and no density does (lambda would be infinite): move the "
+            "target inside the range"
+        )
+
+
+def _raise_if_infeasible(
+    features: Features, rule: _Rule, support: _Support, targets: np.ndarray, max_rows: int = 2**12
+) -> None:
     """A ``ValueError`` that names a constraint every density on the space obeys and the targets
     break, if there is one in sight.
 
-    A linear program on the rule's points finds the direction ``y`` (standardized units) along
-    which the targets lie farthest outside the convex hull of ``f`` there. The hull of a rule's
-    points can be smaller than that of the space, so the bound ``c = sup_x y . f(x)`` is then
-    taken on a dense grid that includes every coordinate's end points (:func:`_dense_grid`), and
-    the targets count as infeasible only if ``y . t`` passes it by more than the change in ``c``
-    from a grid with half the resolution, and by ``1e-6`` standard deviations."""
+    A linear program on at most ``max_rows`` of the rule's points and the coarse grid finds the
+    direction ``y`` (standardized units) along which the targets lie farthest outside the convex
+    hull of ``f`` there. That hull can be smaller than the space's, so the bound
+    ``c = sup_x y . f(x)`` is then taken on the fine grid, and the targets count as infeasible
+    only if ``y . t`` passes it by more than the change in ``c`` from the coarse grid, and by
+    ``1e-6`` standard deviations."""
     wh = _whitening(rule)
-    live = np.isfinite(rule.log_base)
+    live = rule.f[np.isfinite(rule.log_base)]
+    points = np.concatenate(
+        [f[:: max(1, f.shape[0] // max_rows)] for f in (live, support.coarse)]
+    )
+    points = points[np.isfinite(points).all(axis=1)]
     scale = np.where(wh.sd > 0, wh.sd, 1.0)
-    a = (rule.f[live] - wh.mean) / scale
+    a = (points - wh.mean) / scale
     tau = (targets - wh.mean) / scale
     m = a.shape[1]
     # variables (y, c): maximize y . tau - c  s.t.  a_i . y - c <= 0,  -1 <= y <= 1
@@ -457,11 +537,9 @@ def _raise_if_infeasible(features: Features, rule: _Rule, targets: np.ndarray) -
     if res.status != 0 or -res.fun <= 1e-6:
         return
     y = res.x[:m] / scale
-    fine, coarse = (
-        np.max(quadrature.evaluate(features, _dense_grid(features.dims, k)) @ y) for k in (1, 2)
-    )
+    fine, coarse = (float(_extreme(f @ y, 1.0)) for f in (support.fine, support.coarse))
     margin = float(y @ targets) - fine
-    if margin <= abs(fine - coarse) + 1e-6 * float(np.abs(res.x[:m]).sum()):
+    if not margin > abs(fine - coarse) + 1e-6 * float(np.abs(res.x[:m]).sum()):
         return
     relation = _describe_relation(y, features.names, fine, "<=")
     raise ValueError(
@@ -470,20 +548,25 @@ def _raise_if_infeasible(features: Features, rule: _Rule, targets: np.ndarray) -
     )
 
 
-def _dense_grid(dims, coarsen: int = 1, max_points: int = 2**18) -> np.ndarray:
-    """Evenly spaced points with the ends of every coordinate (grids of discrete ones, thinned if
-    large), about ``max_points`` of them, every ``coarsen``-th point along each axis."""
-    n_cont = sum(d.kind == CONTINUOUS for d in dims)
-    n_grid = math.prod(d.n_points for d in dims if d.kind != CONTINUOUS)
-    per_axis = max(2, int((max_points / max(n_grid, 1)) ** (1 / max(n_cont, 1))))
+def _dense_grid(dims, edges: dict, max_points: int) -> np.ndarray:
+    """About ``max_points`` points: per coordinate, its ends, the features' window ``edges`` and
+    evenly spaced points between, or its grid points (all of a small grid, evenly thinned from a
+    large one). Axes with few points keep them all, the rest share the budget evenly."""
+    sizes = [math.inf if d.kind == CONTINUOUS else d.n_points for d in dims]
+    counts: dict[int, int] = {}
+    budget = float(max_points)
+    for j in sorted(range(len(dims)), key=lambda j: sizes[j]):
+        share = max(2, int(budget ** (1 / (len(dims) - len(counts))) + 1e-9))
+        counts[j] = int(min(sizes[j], share))
+        budget = max(1.0, budget / counts[j])
     axes = []
-    for d in dims:
+    for j, d in enumerate(dims):
         if d.kind == CONTINUOUS:
-            axes.append(np.linspace(d.low, d.high, (per_axis - 1) // coarsen + 1))
+            inner = [e for e in edges.get(j, ()) if d.low < e < d.high]
+            axes.append(np.unique(np.append(np.linspace(d.low, d.high, counts[j]), inner)))
         else:
             g = d.grid()
-            step = max(1, (g.size * len(dims)) // max_points) * coarsen
-            axes.append(np.unique(np.append(g[::step], g[-1])))
+            axes.append(g[np.unique(np.linspace(0, g.size - 1, counts[j]).round().astype(int))])
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(dims))
 
 
@@ -564,8 +647,13 @@ def maxent(
         raise ValueError(
             f"proposal must be a normalized density on the same space, got {proposal!r}"
         )
+    if key is not None:
+        key = prng_key("key", key)
+    support = None
     if slack is None:
+        support = _support(features, reference)
         _check_variances(features, targets)
+        _check_ranges(features, support, targets)
     rules = None
     if method in ("auto", "quadrature"):
         rules = _quadrature_rules(features, reference, proposal, n_nodes, max_points)
@@ -574,18 +662,23 @@ def maxent(
                 "method='quadrature' needs a bounded space with at most 3 continuous coordinates "
                 f"and max_points={max_points} >= two rules, the finer with twice the pieces"
             )
+    method = "quadrature" if rules is not None else "importance"
     if rules is None:
         if key is None:
             raise ValueError("this space needs importance sampling: pass key=, a jax.random key")
         q = reference if proposal is None else proposal
         if not hasattr(q, "sample"):
             raise ValueError(f"the reference {type(q).__name__} has no sample(): pass proposal=")
+        if n_samples < 10 * (features.size + 1):
+            raise ValueError(
+                f"n_samples={n_samples} is too few for {features.size} features: importance "
+                f"sampling needs at least 10 (m + 1) = {10 * (features.size + 1)}"
+            )
         rules = [
             functools.partial(_importance_rule, features, reference, q, k, n_samples)
             for k in jax.random.split(key)
         ]
-        return _solve_rules(features, targets, reference, slack, rules, tol, max_iter, "importance")
-    return _solve_rules(features, targets, reference, slack, rules, tol, max_iter, "quadrature")
+    return _solve_rules(features, targets, reference, slack, support, rules, tol, max_iter, method)
 
 
 def _importance_rule(features, reference, q, key, n: int) -> _Rule:
@@ -594,30 +687,34 @@ def _importance_rule(features, reference, q, key, n: int) -> _Rule:
     return _rule(features, reference, x, log_w)
 
 
-def _solve_rules(features, targets, reference, slack, rules, tol, max_iter, method) -> MaxEntResult:
+def _solve_rules(
+    features, targets, reference, slack, support, rules, tol, max_iter, method
+) -> MaxEntResult:
     """Solve on ``rules[i]()`` and check on ``rules[i + 1]()``, from the coarsest (quadrature;
     importance solves on one set of draws and checks on the other).
 
     A level whose own problem is solved (to ``max(tol, 1e-9)``) but fails the check is a
     discretization error: the next level starts from its ``lambda``, and the refinement stops
     when the check no longer improves twofold (rounding, not the rule, limits it). A level whose
-    problem is not solved may have targets out of its nodes' reach: the targets are tested for
-    infeasibility on the whole space, and the next level starts again from ``lambda = 0``.
+    problem is not solved may have targets out of its points' reach: the targets are tested for
+    infeasibility once (a linear program on a capped set of points), and the next level starts
+    again from ``lambda = 0``. The levels are bounded by ``max_points``.
     """
     soft = slack is not None
-    lambdas = np.zeros(features.size)
-    start = lambdas
-    n_iter, best_check, state = 0, math.inf, None
+    start = lambdas = np.zeros(features.size)
+    n_iter, n_failed, best_check, state, tested = 0, 0, math.inf, None, soft
     levels = [(rules[0], rules[1])] if method == "importance" else list(itertools.pairwise(rules))
     for make_solved_on, make_check in levels:
         solved_on, check = make_solved_on(), make_check()
-        if features.size == 0:  # no constraint: the reference itself
+        wh = _whitening(solved_on) if features.size else None
+        if wh is not None:
+            targets = _check_relations(features, solved_on, wh, targets, soft)
+        if wh is None or wh.w.shape[0] == 0:  # nothing left to constrain: the reference itself
+            lambdas = np.zeros(features.size)
             mean, log_z_check = _moments_at(check, lambdas)
             log_z = _moments_at(solved_on, lambdas)[1]
-            check_error, met = np.zeros(0), True
+            check_error, met = np.zeros(features.size), True
             break
-        wh = _whitening(solved_on)
-        targets = _check_relations(features, solved_on, wh, targets, soft)
         scale = np.where(wh.sd > 0, wh.sd, 1.0)
         slack2 = np.zeros(features.size) if slack is None else (slack * wh.sd) ** 2
         state, lambdas = _fit(solved_on, wh, targets, slack2, start, tol / 10, max_iter)
@@ -630,8 +727,10 @@ def _solve_rules(features, targets, reference, slack, rules, tol, max_iter, meth
         if met or method == "importance":
             break
         if fit_error > max(tol, 1e-9):
-            if not soft:
-                _raise_if_infeasible(features, check, targets)
+            n_failed += 1
+            if not tested:
+                _raise_if_infeasible(features, check, support, targets)
+                tested = True
             start = np.zeros(features.size)
             continue
         if np.max(check_error) > best_check / 2:
@@ -647,14 +746,22 @@ def _solve_rules(features, targets, reference, slack, rules, tol, max_iter, meth
         density, lambdas, log_z, log_z_error, mean - targets, n_iter, method, check.n_points
     )
     if not met:
-        if not soft:
-            _raise_if_infeasible(features, check, targets)
+        if not tested:
+            _raise_if_infeasible(features, check, support, targets)
         worst = int(np.argmax(check_error))
+        hint = (
+            f" The Newton solves did not meet their own rule's constraints at {n_failed} "
+            "levels: the targets may lie at the edge of what densities can meet (lambda "
+            "near infinite), or the solution far from where the reference and proposal put "
+            "the rule's points (pass a proposal= with mass there, or slack=)."
+            if n_failed
+            else ""
+        )
         raise ConvergenceError(
             f"maximum entropy did not converge: on {check.n_points} check points the worst "
             f"constraint, E[{features.names[worst]}], is off by {result.residuals[worst]:.3g} "
             f"({check_error[worst]:.3g} standard deviations; tol={tol:g}); the last Newton solve "
-            f"{_STATUS[int(state.status)]}, after {n_iter} steps in all. "
+            f"{_STATUS[int(state.status)]}, after {n_iter} steps in all.{hint} "
             f"Residuals: {result.residuals}",
             result,
         )
@@ -738,18 +845,29 @@ def merge_targets(sources: Sequence[Targets], weights, policy: str = "average", 
     if any(s.features.dims != dims for s in sources):
         raise ValueError("the sources' features live on different spaces")
     terms: list = []
-    rows: dict = {}  # term -> [(weight, values, std_errors)]
-    for s, ws in zip(sources, w, strict=True):
+    rows: dict = {}  # term -> [(weight, values, std_errors)], one entry per source
+    for i, (s, ws) in enumerate(zip(sources, w, strict=True)):
+        values, errors = (np.asarray(v, dtype=float) for v in (s.values, s.std_errors))
+        if values.shape != (s.features.size,) or errors.shape != values.shape:
+            raise ValueError(
+                f"sources[{i}] must have {s.features.size} values and std_errors, got shapes "
+                f"{values.shape} and {errors.shape}"
+            )
+        if not (np.isfinite(values).all() and np.isfinite(errors).all() and (errors >= 0).all()):
+            raise ValueError(
+                f"sources[{i}] must have finite values and std_errors >= 0, got {values} and "
+                f"{errors}"
+            )
+        seen = set()
         start = 0
         for term in s.features.terms:
             n = len(term.names)
             if term not in rows:
                 terms.append(term)
                 rows[term] = []
-            if ws > 0:
-                rows[term].append(
-                    (ws, s.values[start : start + n], s.std_errors[start : start + n])
-                )
+            if ws > 0 and term not in seen:  # a term listed twice by one source counts once
+                rows[term].append((ws, values[start : start + n], errors[start : start + n]))
+            seen.add(term)
             start += n
     values, errors, relative = [], [], []
     conflicts = []
@@ -760,7 +878,7 @@ def merge_targets(sources: Sequence[Targets], weights, policy: str = "average", 
         total = sum(g[0] for g in given)
         mean = sum(g[0] * g[1] for g in given) / total
         se = np.sqrt(sum((g[0] / total) ** 2 * g[2] ** 2 for g in given))
-        for (_, v1, e1), (_, v2, e2) in zip(given, given[1:], strict=False):
+        for (_, v1, e1), (_, v2, e2) in itertools.combinations(given, 2):
             far = np.abs(v1 - v2) > 3 * np.sqrt(e1**2 + e2**2) + 1e-9 * (
                 1 + np.abs(v1) + np.abs(v2)
             )

@@ -201,6 +201,11 @@ def test_custom_features_and_their_expectations():
         (lambda: F.cross(SPACE, "x", "x"), "two different params"),
         (lambda: F.cross(SPACE, "x", "act"), "numeric params"),
         (lambda: F.custom(SPACE, lambda x: x, ["a"]), r"fn must map \(n, 4\) points to \(n, 1\)"),
+        (lambda: F.custom(SPACE, lambda x: x[:, :2], "ab"), "names must be a sequence of strings"),
+        (lambda: F.truncnorm_moments(0.0, 0.0, 0, 1, 0, 1, 2), "sigma finite and > 0"),
+        (lambda: F.truncnorm_moments(np.nan, 1.0, 0, 1, 0, 1, 2), "mu must be finite"),
+        (lambda: F.truncnorm_moments(0.0, 1.0, 1, 0, 0, 1, 2), "low < high"),
+        (lambda: F.truncnorm_moments(0.0, 1.0, 0, 1, 0, 1, -1), "max_power must be an int"),
         (lambda: F.moments((Dim(CONTINUOUS, 0.0, 1.0),), 1), "param must be an int >= 0 and <= 0"),
         (
             lambda: F.moments(SPACE, "x") + F.moments((Dim(CONTINUOUS, 0.0, 1.0),), 0),
@@ -224,6 +229,38 @@ def test_expectation_arguments_are_checked():
         F.expectation(Uniform((Dim(CONTINUOUS, 0.0, 1.0),)), f)
     with pytest.raises(ValueError, match="pass key="):
         F.expectation(u, f, "samples")
+    with pytest.raises(ValueError, match="key must be a jax.random key, got 0"):
+        F.expectation(u, f, "samples", key=0)
+    with pytest.raises(ValueError, match="rtol must be a finite number > 0, got nan"):
+        F.expectation(u, f, rtol=float("nan"))
+    with pytest.raises(ValueError, match="max_points must be an int >= 1, got 0"):
+        F.expectation(u, f, max_points=0)
+
+
+def test_scalars_of_numpy_and_jax_are_accepted_as_numbers():
+    a = F.interval(SPACE, "x", jnp.float64(0.2), np.array(0.7))
+    b = F.interval(SPACE, "x", 0.2, 0.7)
+    assert a.terms[0].windows == b.terms[0].windows
+
+
+def test_an_interval_with_an_infinite_end_on_a_grid_counts_the_grid_points_in_it():
+    dims = (Dim(DISCRETE, 1.0, 9.0, 1.0),)
+    u = Uniform(dims)
+    for low, high, want in [(-math.inf, 3, 3 / 9), (4, math.inf, 6 / 9), (-math.inf, math.inf, 1.0)]:
+        got = F.expectation(u, F.interval(dims, 0, low, high)).values[0]
+        assert got == pytest.approx(want, rel=1e-14)
+    assert F.expectation(u, F.interval(dims, 0, 20, math.inf)).values[0] == 0.0
+
+
+@pytest.mark.parametrize("low, width", [(1e6, 1.0), (1.0, 1e-6), (100.0, 1e-3), (-3.0, 7.0)])
+def test_uniform_moments_on_a_range_far_from_zero_do_not_cancel(low, width):
+    """``E[x^p]`` of the uniform on ``[low, low + width]``, against mpmath at 50 digits."""
+    dims = (Dim(CONTINUOUS, low, low + width),)
+    got = F.expectation(Uniform(dims), F.moments(dims, 0, 4)).values
+    with mpmath.workdps(50):
+        a, b = mpmath.mpf(low), mpmath.mpf(low + width)
+        want = [float((b ** (p + 1) - a ** (p + 1)) / ((p + 1) * (b - a))) for p in range(1, 5)]
+    np.testing.assert_allclose(got, want, rtol=1e-14)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -270,8 +270,30 @@ def test_every_variance_beyond_the_bhatia_davis_bound_is_refused(low, width, m, 
     var = bound * (1 + excess)
     with pytest.raises(ValueError, match="Bhatia-Davis"):
         M.maxent(F.moments(dims, 0, 2), [mean, var + mean**2])
-    with pytest.raises(ValueError, match="is negative"):
+    with pytest.raises(ValueError, match=r"infeasible.*(variance of x0.*must be > 0|E\[x0\^2\])"):
         M.maxent(F.moments(dims, 0, 2), [mean, mean**2 - bound * excess])
+
+
+@given(low=hst.floats(-5, 5), width=hst.floats(0.1, 10), m=hst.floats(0.01, 0.99))
+def test_targets_on_the_edge_of_the_feasible_set_are_refused_at_once(low, width, m):
+    """Only a point mass has variance 0 and only the two ends reach the Bhatia-Davis bound; a
+    mean at an end of the range, or an indicator's probability of 0 or 1 under a uniform
+    reference, is met by no density either (lambda would be infinite)."""
+    dims = (Dim(CONTINUOUS, low, low + width),)
+    mean = low + m * width
+    bound = (mean - low) * (low + width - mean)
+    f2 = F.moments(dims, 0, 2)
+    with pytest.raises(ValueError, match="point mass has variance 0"):
+        M.maxent(f2, [mean, mean**2])
+    with pytest.raises(ValueError, match="Bhatia-Davis; only the distribution on the two ends"):
+        M.maxent(f2, [mean, mean**2 + bound])
+    for end, which in ((low, "least"), (low + width, "greatest")):
+        with pytest.raises(ValueError, match=f"is the {which} value x0 takes"):
+            M.maxent(F.moments(dims, 0, 1), [end])
+    window = F.interval(dims, 0, mean, low + width)
+    for p in (0.0, 1.0):
+        with pytest.raises(ValueError, match="value 1{.*} takes where the reference has mass"):
+            M.maxent(window, [p])
 
 
 def test_jointly_infeasible_targets_name_the_constraint_they_break():
@@ -429,6 +451,72 @@ def test_the_solver_compiles_once_per_shape():
         res = M.maxent(f, family_moments(f, lambdas))
         assert np.max(np.abs(res.residuals)) < 1e-10
     assert M.solve._cache_size() - before <= 1  # a harder problem may refine the rule once
+
+
+def test_log_prob_far_off_the_space_is_minus_infinity_with_zero_gradient():
+    res = M.maxent(F.moments(U01, 0, 2), [0.4, 0.2])
+    x = np.array([[-np.inf], [-1e200], [0.5], [1e200], [np.inf]])
+    log_p = np.asarray(res.density.log_prob(x))
+    assert np.isfinite(log_p[2]) and np.all(log_p[[0, 1, 3, 4]] == -np.inf)
+    grad = jax.grad(lambda z: res.density.log_prob(z).sum())(x[[1, 3]])
+    np.testing.assert_array_equal(grad, 0.0)
+
+
+def test_a_feature_constant_where_the_reference_has_mass_leaves_the_reference():
+    everywhere = F.interval(U01, 0, 0.0, 1.0)  # 1 on the whole space
+    res = M.maxent(everywhere + F.moments(U01, 0, 1), [1.0, 0.5])
+    np.testing.assert_allclose(res.lambdas, 0.0, atol=1e-12)
+    assert abs(res.log_z) < 1e-12
+    with pytest.raises(ValueError, match="infeasible"):
+        M.maxent(everywhere, [0.5])
+    one_choice = (Dim(CATEGORICAL, n_choices=1), CONT)
+    f = F.category(one_choice, 0, 0) + F.moments(one_choice, 1, 1)
+    res = M.maxent(f, [1.0, 0.5])
+    assert res.lambdas[0] == 0.0 and np.max(np.abs(res.residuals)) < 1e-10
+
+
+def test_merge_targets_validates_each_source_and_counts_a_repeated_term_once():
+    f = F.moments(U01, 0, 1)
+    good = F.Targets(f, np.array([0.4]), np.zeros(1), "given")
+    for values, errors, match in (
+        ([np.nan], [0.0], r"sources\[1\].*finite"),
+        ([0.4], [-1.0], r"sources\[1\].*>= 0"),
+        ([0.4, 0.5], [0.0, 0.0], r"sources\[1\] must have 1 values"),
+    ):
+        bad = F.Targets(f, np.array(values), np.array(errors), "given")
+        with pytest.raises(ValueError, match=match):
+            M.merge_targets([good, bad], [0.5, 0.5])
+    twice = F.Targets(f + f, np.array([0.3, 0.3]), np.zeros(2), "given")
+    merged, _ = M.merge_targets([twice, good], [0.5, 0.5])
+    np.testing.assert_allclose(merged.values, [0.35], rtol=1e-15)
+    # "error" compares every pair of sources, not only each with the first.
+    third = F.Targets(f, np.array([0.6]), np.zeros(1), "given")
+    with pytest.raises(ValueError, match="policy='error'"):
+        M.merge_targets([good, good, third], [1 / 3] * 3, "error")
+
+
+def test_importance_sampling_with_too_few_draws_for_its_features_is_refused():
+    d5 = tuple(Dim(CONTINUOUS, 0.0, 1.0) for _ in range(5))
+    f = F.moments(d5, 0, 2) + F.moments(d5, 1, 2)
+    with pytest.raises(ValueError, match=r"n_samples=40 is too few for 4 features.*50"):
+        M.maxent(f, [0.5, 0.3, 0.5, 0.3], key=jax.random.key(0), n_samples=40)
+
+
+def test_the_feasibility_grid_stays_within_its_budget_on_large_grids():
+    dims = (Dim(DISCRETE, 0.0, 1e6, 1.0), Dim(CATEGORICAL, n_choices=3), CONT)
+    grid = M._dense_grid(dims, {2: (0.123,)}, 2**14)
+    assert grid.shape[0] <= 2 * 2**14
+    assert set(np.unique(grid[:, 1])) == {0.0, 1.0, 2.0}  # a small axis keeps every point
+    for j, d in ((0, dims[0]), (2, CONT)):
+        assert grid[:, j].min() == d.low and grid[:, j].max() == d.high
+    assert 0.123 in grid[:, 2]
+
+
+def test_a_feasible_target_near_a_window_edge_in_three_dimensions_is_solved():
+    d3 = tuple(Dim(CONTINUOUS, 0.0, 1.0) for _ in range(3))
+    f = F.interval(d3, 0, 0.2, 0.6) + F.interval(d3, 1, 0.1, 0.7) + F.interval(d3, 2, 0.0, 0.52)
+    res = M.maxent(f, [0.51999, 0.61, 0.51999])
+    assert np.max(np.abs(res.residuals)) < 1e-9
 
 
 @pytest.mark.parametrize(
