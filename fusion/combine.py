@@ -2,7 +2,7 @@
 
 - Linear pool: ``p(x) = sum_i w_i p_i(x)`` with ``w`` in the simplex. It is normalized.
 - Log-linear pool: ``log p(x) = sum_i e_i log p_i(x) - log Z`` with exponents ``e_i >= 0``. Only the
-  unnormalized part is known here; :mod:`fusion.sample` estimates ``Z`` where it can.
+  unnormalized part is known here; :mod:`fusion.normalize` computes ``Z``.
 
   - ``geometric(p_llm, p_opt, alpha)``: exponents ``(alpha, 1 - alpha)``. At ``alpha = 0`` it is
     ``p_opt``, at ``alpha = 1`` it is ``p_llm`` (the product is *not* an end point).
@@ -24,7 +24,7 @@ import numpy as np
 
 from fusion import kernels
 from fusion._validate import is_real
-from fusion.density import check_points, check_sample_size
+from fusion.density import ProductKernelMixture, check_points, check_sample_size
 from fusion.space import Dim
 
 
@@ -72,8 +72,33 @@ def _linear_log_prob(pool: LinearPool, x: jax.Array) -> jax.Array:
     return kernels.logsumexp(terms + pool.log_weights, axis=-1)
 
 
+def _as_one_mixture(pool: LinearPool) -> ProductKernelMixture | None:
+    """A linear pool of mixtures of one layout as a single mixture: its kernels side by side,
+    each weight times its component's. ``None`` for other pools."""
+    first = pool.components[0]
+    if not all(
+        isinstance(c, ProductKernelMixture) and c.tabulated == first.tabulated
+        for c in pool.components
+    ):
+        return None
+    cs = pool.components
+    return ProductKernelMixture(
+        jnp.concatenate([c.log_weights + lw for c, lw in zip(cs, pool.log_weights, strict=True)]),
+        jnp.concatenate([c.mu for c in cs]),
+        jnp.concatenate([c.sigma for c in cs]),
+        tuple(jnp.concatenate(t) for t in zip(*(c.cat_log_probs for c in cs), strict=True)),
+        first.dims,
+        first.tabulated,
+    )
+
+
 @jax.jit(static_argnums=2)
 def _linear_sample(pool: LinearPool, key: jax.Array, n: int) -> jax.Array:
+    """Mixtures of one layout: one draw of the merged mixture per point. Otherwise a component
+    by weight, from ``n`` draws of every component."""
+    merged = _as_one_mixture(pool)
+    if merged is not None:
+        return merged.sample(key, n)
     key_pick, *keys = jax.random.split(key, len(pool.components) + 1)
     pick = jax.random.categorical(key_pick, pool.log_weights, shape=(n,))
     draws = jnp.stack([c.sample(k, n) for c, k in zip(pool.components, keys, strict=True)])

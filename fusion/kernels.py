@@ -131,20 +131,10 @@ def ndtri_exp(log_p: jax.Array, n_newton: int = 3) -> jax.Array:
     return jax.lax.fori_loop(0, n_newton, newton, x)
 
 
-def sample_truncnorm(key, mu, sigma, low, high, shape=None):
-    """Exact draws of ``N(mu, sigma^2)`` truncated to ``[low, high]``, by inversion in log space.
-
-    The interval is reflected so that it lies mostly left of the mode; there ``Phi`` keeps its relative
-    precision in ``log_ndtr``, so draws 40 sigma into a tail are still exact and inside the bounds.
-    """
-    require_x64("fusion.kernels.sample_truncnorm")
-    shape = (
-        jnp.broadcast_shapes(jnp.shape(mu), jnp.shape(sigma), jnp.shape(low), jnp.shape(high))
-        if shape is None
-        else shape
-    )
-    a = (low - mu) / sigma
-    b = (high - mu) / sigma
+def _truncnorm_by_inversion(key, a, b, shape):
+    """Standard normal draws truncated to ``[a, b]`` by inversion in log space: the interval is
+    reflected so that it lies mostly left of the mode, where ``Phi`` keeps its relative precision
+    in ``log_ndtr``, so draws 40 sigma into a tail are still exact and inside the bounds."""
     flip = (a + b) > 0
     lo = jnp.where(flip, -b, a)
     hi = jnp.where(flip, -a, b)
@@ -152,5 +142,44 @@ def sample_truncnorm(key, mu, sigma, low, high, shape=None):
     log_lo, log_hi = log_ndtr(lo), log_ndtr(hi)
     log_p = jnp.logaddexp(jnp.log1p(-u) + log_lo, jnp.log(u) + log_hi)
     z = jnp.clip(ndtri_exp(log_p), lo, hi)
-    z = jnp.where(flip, -z, z)
-    return jnp.clip(mu + sigma * z, low, high)
+    return jnp.where(flip, -z, z)
+
+
+def sample_truncnorm(key, mu, sigma, low, high, shape=None, max_redraws: int = 1024):
+    """Exact draws of ``N(mu, sigma^2)`` truncated to ``[low, high]``.
+
+    A standard normal draw ``z`` is kept where it falls inside ``[a, b]`` (the bounds in standard
+    units); a draw outside is replaced by an independent draw of the truncated normal by inversion
+    (:func:`_truncnorm_by_inversion`). That is exact: a kept draw follows the normal conditioned
+    on ``[a, b]``, and so does a replacement, whatever the chance of replacing. Inversion costs
+    some ten special functions per draw against one for the normal draw, so it runs only on the
+    draws outside (gathered, at most ``max_redraws`` of them; more and it runs on the whole batch).
+    """
+    require_x64("fusion.kernels.sample_truncnorm")
+    shape = (
+        jnp.broadcast_shapes(jnp.shape(mu), jnp.shape(sigma), jnp.shape(low), jnp.shape(high))
+        if shape is None
+        else shape
+    )
+    a = jnp.broadcast_to((low - mu) / sigma, shape).ravel()
+    b = jnp.broadcast_to((high - mu) / sigma, shape).ravel()
+    key_normal, key_redraw = jax.random.split(key)
+    z = jax.random.normal(key_normal, shape).ravel()
+    outside = (z < a) | (z > b)
+    n_outside = jnp.sum(outside)
+    size = min(max_redraws, z.size)
+
+    def redraw_few(z):
+        # Unused slots point past the end: their gathers clamp, their scatters are dropped.
+        (idx,) = jnp.nonzero(outside, size=size, fill_value=z.size)
+        fresh = _truncnorm_by_inversion(key_redraw, a[idx], b[idx], (size,))
+        return z.at[idx].set(fresh, mode="drop")
+
+    def redraw_all(z):
+        return jnp.where(outside, _truncnorm_by_inversion(key_redraw, a, b, z.shape), z)
+
+    branch = jnp.where(n_outside == 0, 0, jnp.where(n_outside <= size, 1, 2))
+    z = jax.lax.switch(branch, [lambda z: z, redraw_few, redraw_all], z)
+    mu, sigma = jnp.broadcast_to(mu, shape).ravel(), jnp.broadcast_to(sigma, shape).ravel()
+    low, high = jnp.broadcast_to(low, shape).ravel(), jnp.broadcast_to(high, shape).ravel()
+    return jnp.clip(mu + sigma * z, low, high).reshape(shape)

@@ -256,11 +256,14 @@ def _split_atoms(term: _Term) -> tuple[tuple, tuple[float, ...], float]:
 
 def _log_z_of_term(term: _Term) -> float:
     mixtures, e_mix, e_uniform = _split_atoms(term)
-    log_u = _log_uniform_density(term.atoms[0].dims)
+
+    def uniform_power(e: float) -> float:  # log u^e, with u^0 = 1 on an unbounded space too
+        return e * _log_uniform_density(term.atoms[0].dims) if e != 0 else 0.0
+
     if not mixtures:  # integral of a constant density^e over the whole space
-        return term.log_weight + (e_uniform - 1.0) * log_u
+        return term.log_weight + uniform_power(e_uniform - 1.0)
     log_scale = _term_combinations(mixtures, e_mix)[0]
-    return term.log_weight + e_uniform * log_u + float(jax.scipy.special.logsumexp(log_scale))
+    return term.log_weight + uniform_power(e_uniform) + float(jax.scipy.special.logsumexp(log_scale))
 
 
 def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:

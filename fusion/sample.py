@@ -1,124 +1,211 @@
-"""Exact samplers: mixtures by construction, log-linear pools by AM-GM rejection.
+"""One front door to the samplers: ``sample(density, key, n, method="auto")``.
 
-For exponents ``e`` in the simplex, the weighted AM-GM inequality ``prod_i p_i^e_i <= sum_i e_i p_i``
-makes the linear pool ``q = sum_i e_i p_i`` an envelope of the log-linear pool with constant one.
-Proposing ``x ~ q`` and accepting with probability ``prod_i p_i(x)^e_i / q(x)`` gives exact draws of
-``prod_i p_i^e_i / Z``, and the acceptance probability is ``Z`` itself (at most one, by Hölder). The
-acceptance rate is therefore an unbiased estimate of ``Z``, with binomial standard error.
+The methods, in the order ``auto`` tries them (the cheapest correct one first):
+
+1. ``exact``: the density's own sampler (mixtures, linear pools, uniform densities: a component
+   by weight, then a draw from it), or, for a log-linear pool with a closed form (a product of
+   mixtures, or fractional powers of single kernels), draws of the normalized pool as a mixture
+   (:func:`fusion.normalize.closed_form`). Exact, and as fast as drawing from a mixture.
+2. ``rejection``: a log-linear pool with an AM-GM envelope (:func:`fusion.rejection.pool_envelope`),
+   or any target with a ``proposal`` and ``log_envelope`` given. Exact. ``auto`` moves on when
+   fewer than ``n`` draws are accepted within the round budget.
+3. ``importance``: importance resampling (:func:`fusion.resample.importance_resample`) from a
+   ``proposal``: by default the linear pool of a log-linear pool's components, the reference of
+   a maximum-entropy density, or the uniform density on a bounded space. Approximate (an
+   ``O(1/N)`` bias, repeated draws); ``auto`` moves on when the effective sample size is below
+   ``min_ess_fraction`` of the proposals (default
+   :data:`fusion.resample.MIN_ESS_FRACTION`).
+4. ``mcmc``: NUTS within Gibbs through numpyro (:func:`fusion.mcmc.mcmc_sample`), for anything with
+   an ``unnormalized_log_prob``. Asymptotically exact; its diagnostics say whether the chains
+   agree.
+
+The result says which method ran, what ``auto`` skipped and why, and that method's diagnostics.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from fusion import kernels
-from fusion._validate import integer
-from fusion.combine import LogLinearPool, _is_concrete, linear_pool
+from fusion import normalize
+from fusion._validate import integer, prng_key
+from fusion.combine import LogLinearPool
+from fusion.density import Uniform, check_sample_size
+from fusion.mcmc import mcmc_sample
+from fusion.rejection import RejectionError, pool_envelope, rejection_sample
+from fusion.resample import LowEffectiveSampleSizeError, importance_resample
+from fusion.space import CONTINUOUS
+
+METHODS = ("auto", "exact", "rejection", "importance", "mcmc")
 
 
-class RejectionError(RuntimeError):
-    """Too few proposals were accepted within the allowed number of rounds."""
+class Exact(NamedTuple):
+    """Diagnostics of exact draws: ``log Z`` of the density sampled (0 for a normalized one) and
+    the mass of the closed form's components left out (:func:`fusion.normalize.closed_form`)."""
+
+    log_normalizer: float
+    pruned_mass: float
 
 
-class RejectionResult(NamedTuple):
-    """Accepted draws and what the run says about ``Z``.
-
-    ``log_normalizer`` is ``log(n_accepted / n_proposed)``; ``log_normalizer_se`` its delta-method
-    standard error ``sqrt((1 - r) / (r N))``. When nothing is accepted, ``log_normalizer`` is
-    ``-inf`` and ``normalizer_upper`` is the one-sided 95% bound ``3 / N`` ("rule of three").
-    """
+class Samples(NamedTuple):
+    """Draws ``(n, d)`` in internal coordinates, the ``method`` that made them, its
+    ``diagnostics`` (:class:`Exact`, :class:`~fusion.rejection.RejectionResult`,
+    :class:`~fusion.resample.ImportanceResult` or :class:`~fusion.mcmc.MCMCResult`), and for
+    ``auto`` one line per method it tried and passed over (``skipped``)."""
 
     samples: np.ndarray
-    n_proposed: int
-    n_accepted: int
-    acceptance_rate: float
-    log_normalizer: float
-    log_normalizer_se: float
-    normalizer_upper: float
+    method: str
+    diagnostics: object
+    skipped: tuple[str, ...] = ()
 
 
-class AmgmRound(NamedTuple):
-    """One batch of AM-GM proposals: the draws, which were accepted, and ``log p~`` at each."""
-
-    x: jax.Array
-    accepted: jax.Array
-    unnormalized_log_prob: jax.Array
+class _Skip(Exception):
+    """A method that does not apply, or failed its check under ``auto``; the text says why."""
 
 
-def amgm_round(pool: LogLinearPool, key: jax.Array, batch: int) -> AmgmRound:
-    """Propose ``batch`` draws from ``q = sum_i e_i p_i`` and accept each with ``p~(x) / q(x)``.
+def _exact(density, key, n: int, opts) -> Samples:
+    if hasattr(density, "sample") and hasattr(density, "log_prob"):
+        return Samples(np.asarray(density.sample(key, n)), "exact", Exact(0.0, 0.0))
+    if isinstance(density, LogLinearPool):
+        terms = normalize._terms(density)
+        if (
+            terms is not None
+            and sum(map(normalize._exact_cost, terms)) <= normalize._MAX_EXACT_TERMS
+        ):
+            closed = normalize.closed_form(density, **opts)
+            if closed.density is not None:
+                draws = closed.density.sample(key, n)
+                return Samples(np.asarray(draws), "exact", Exact(closed.log_z, closed.pruned_mass))
+    if isinstance(density, LogLinearPool):
+        raise _Skip(
+            "exact: this log-linear pool has no closed-form mixture (that needs every factor "
+            "with an exponent other than 0 or 1 to be a single kernel, and every factor to be a "
+            "mixture or uniform, not a linear pool such as a suggestion density with its floor)"
+        )
+    raise _Skip(f"exact: a {type(density).__name__} has no sampler of its own")
 
-    Each component's ``log p_i`` is evaluated once and serves both ``log p~ = sum_i e_i log p_i``
-    and ``log q = logsumexp_i(log e_i + log p_i)``. Jittable; ``batch`` must be static.
-    """
-    key_q, key_u = jax.random.split(key)
-    exponents = jnp.stack(pool.exponents)
-    x = linear_pool(pool.components, exponents).sample(key_q, batch)
-    log_p = jnp.stack([c.log_prob(x) for c in pool.components], axis=-1)
-    log_target = jnp.sum(jnp.where(exponents == 0, 0.0, exponents * log_p), axis=-1)
-    log_q = kernels.logsumexp(jnp.log(exponents) + log_p, axis=-1)
-    log_u = jnp.log(jax.random.uniform(key_u, (batch,)))
-    return AmgmRound(x, log_u < log_target - log_q, log_target)
+
+def _rejection(density, key, n: int, opts, proposal, log_envelope, auto: bool) -> Samples:
+    if proposal is None and log_envelope is None:
+        if not isinstance(density, LogLinearPool):
+            raise _Skip(f"rejection: no envelope is known for a {type(density).__name__}")
+        try:
+            pool_envelope(density)
+        except ValueError as e:
+            raise _Skip(f"rejection: {e}") from None
+    try:
+        result = rejection_sample(
+            density, key, n, proposal=proposal, log_envelope=log_envelope, **opts
+        )
+    except RejectionError as e:
+        if not auto:
+            raise
+        raise _Skip(f"rejection: {e}") from None
+    return Samples(result.samples, "rejection", result)
 
 
-_amgm_round = jax.jit(amgm_round, static_argnums=2)
+def _default_proposal(density):
+    if isinstance(density, LogLinearPool):
+        return normalize.default_proposal(density)
+    reference = getattr(density, "reference", None)
+    if hasattr(reference, "sample") and hasattr(reference, "log_prob"):
+        return reference
+    if all(d.kind != CONTINUOUS or math.isfinite(d.high - d.low) for d in density.dims):
+        return Uniform(density.dims)
+    return None
 
 
-def amgm_rejection_sample(
-    pool: LogLinearPool,
+def _importance(density, key, n: int, opts, proposal, auto: bool) -> Samples:
+    q = _default_proposal(density) if proposal is None else proposal
+    if q is None:
+        raise _Skip(
+            "importance: no proposal (the space is unbounded and the density has no reference): "
+            "pass proposal="
+        )
+    if auto:
+        opts = {**opts, "on_low_ess": "error"}
+    try:
+        result = importance_resample(density, q, key, n, **opts)
+    except LowEffectiveSampleSizeError as e:
+        if not auto:
+            raise
+        raise _Skip(f"importance: {e}") from None
+    return Samples(result.samples, "importance", result)
+
+
+def _mcmc(density, key, n: int, opts) -> Samples:
+    result = mcmc_sample(density, key, n, **opts)
+    return Samples(result.samples, "mcmc", result)
+
+
+def sample(
+    density,
     key: jax.Array,
     n: int,
+    method: str = "auto",
     *,
-    batch_size: int = 1024,
-    max_rounds: int = 100,
-    min_accepted: int | None = None,
-) -> RejectionResult:
-    """``n`` exact draws from a log-linear pool whose exponents sum to one.
+    proposal=None,
+    log_envelope: float | None = None,
+    options: Mapping[str, Mapping] | None = None,
+) -> Samples:
+    """``n`` draws of ``density`` (normalized or not) by ``method``; see the module docstring.
 
-    Runs at most ``max_rounds`` rounds of ``batch_size`` proposals and stops as soon as ``n`` draws
-    are accepted. If fewer than ``min_accepted`` (default ``n``) are accepted by then it raises
-    :class:`RejectionError`, reporting the acceptance rate; otherwise it returns what it has.
+    Args:
+      density: a fusion density: a mixture, a pool, a maximum-entropy density, or any pytree
+        with ``dims`` and ``unnormalized_log_prob``.
+      key: a ``jax.random`` key.
+      n: the number of draws, ``>= 1``.
+      method: one of :data:`METHODS`.
+      proposal: a normalized density with ``sample`` and ``log_prob``, for ``rejection`` (with
+        ``log_envelope``, the ``log M`` with ``p~ <= M proposal``) and ``importance``.
+      options: keyword arguments per method, e.g. ``{"mcmc": {"n_chains": 8}, "rejection":
+        {"max_rounds": 20}}``; ``exact`` takes ``prune`` (see
+        :func:`~fusion.normalize.closed_form`).
+
+    Returns:
+      :class:`Samples`. ``auto`` never returns draws that failed their method's check: a
+      rejection run short of ``n``, or an importance run below its ``min_ess_fraction``, passes to the
+      next method, and ``skipped`` says why.
     """
-    if not isinstance(pool, LogLinearPool):
-        raise ValueError(f"pool must be a LogLinearPool, got {type(pool).__name__}")
-    n = integer("n", n, minimum=1)
-    batch_size = integer("batch_size", batch_size, minimum=1)
-    max_rounds = integer("max_rounds", max_rounds, minimum=1)
-    min_accepted = n if min_accepted is None else integer("min_accepted", min_accepted, 0, n)
-    if _is_concrete(pool.exponents):
-        total = float(sum(float(e) for e in pool.exponents))
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(
-                f"AM-GM rejection needs exponents that sum to 1, got {[float(e) for e in pool.exponents]}"
-            )
-    accepted, n_proposed, n_accepted = [], 0, 0
-    for r in range(max_rounds):
-        x, ok, _ = _amgm_round(pool, jax.random.fold_in(key, r), batch_size)
-        ok = np.asarray(ok)
-        accepted.append(np.asarray(x)[ok])
-        n_proposed += batch_size
-        n_accepted += int(ok.sum())
-        if n_accepted >= n:
-            break
-    rate = n_accepted / n_proposed
-    if n_accepted < min_accepted:
-        raise RejectionError(
-            f"AM-GM rejection accepted {n_accepted} of {n_proposed} proposals in {max_rounds} rounds "
-            f"(acceptance rate {rate:.3g}, so Z <= {max(rate, 3.0 / n_proposed):.3g}); "
-            f"needed {min_accepted}. The pooled densities barely overlap."
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (hasattr(density, "dims") and hasattr(density, "unnormalized_log_prob")):
+        raise ValueError(f"density must be a fusion density, got {density!r}")
+    key = prng_key("key", key)
+    n = integer("n", check_sample_size(n), minimum=1)
+    options = {} if options is None else dict(options)
+    unknown = set(options) - set(METHODS[1:])
+    if unknown or not all(isinstance(v, Mapping) for v in options.values()):
+        raise ValueError(
+            f"options must map method names {METHODS[1:]} to keyword arguments, got {options!r}"
         )
-    samples = np.concatenate(accepted)[:n]
-    return RejectionResult(
-        samples=samples,
-        n_proposed=n_proposed,
-        n_accepted=n_accepted,
-        acceptance_rate=rate,
-        log_normalizer=math.log(rate) if rate > 0 else -math.inf,
-        log_normalizer_se=math.sqrt((1 - rate) / (rate * n_proposed)) if rate > 0 else math.inf,
-        normalizer_upper=rate if rate > 0 else 3.0 / n_proposed,
-    )
+    opts = {m: dict(options.get(m, {})) for m in METHODS[1:]}
+    auto = method == "auto"
+    attempts = {
+        "exact": lambda k: _exact(density, k, n, opts["exact"]),
+        "rejection": lambda k: _rejection(
+            density, k, n, opts["rejection"], proposal, log_envelope, auto
+        ),
+        "importance": lambda k: _importance(density, k, n, opts["importance"], proposal, auto),
+        "mcmc": lambda k: _mcmc(density, k, n, opts["mcmc"]),
+    }
+    if not auto:
+        try:
+            return attempts[method](key)
+        except _Skip as e:
+            raise ValueError(f"method={method!r} does not apply: {e}") from None
+    if proposal is not None and log_envelope is None:
+        del attempts["rejection"]  # a proposal without an envelope is for importance sampling
+    skipped: list[str] = []
+    for i, attempt in enumerate(attempts.values()):
+        try:
+            result = attempt(jax.random.fold_in(key, i))
+        except _Skip as e:
+            skipped.append(str(e))
+            continue
+        return result._replace(skipped=tuple(skipped))
+    raise AssertionError("mcmc applies to every density")  # pragma: no cover

@@ -16,7 +16,7 @@ from fusion.combine import geometric, linear_pool, log_linear_pool
 from fusion.density import Uniform, mixture
 from fusion.kde import suggestion_density
 from fusion.optuna import from_optuna_reprs
-from fusion.sample import amgm_rejection_sample
+from fusion.rejection import amgm_rejection_sample
 from fusion.space import (
     CATEGORICAL,
     CONTINUOUS,

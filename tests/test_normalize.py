@@ -67,6 +67,17 @@ def test_p3_barely_overlapping_product_has_a_finite_log_z():
         assert abs(r.log_z - P3_LOG_Z) < 1e-9 * abs(P3_LOG_Z), r
 
 
+def test_p3_on_the_real_line_has_the_closed_form_log_z():
+    """Case P3 as stated, on the whole real line: no uniform factor, so no 0 * log(1/inf)."""
+    line = (Dim(CONTINUOUS, -np.inf, np.inf),)
+    p3 = product(*(mixture(line, [1.0], [[m]], [[0.01]]) for m in (0.0, 5.0)))
+    closed = closed_form(p3)
+    assert abs(closed.log_z - P3_LOG_Z) < 1e-9 * abs(P3_LOG_Z)
+    assert abs(log_normalizer(p3).log_z - P3_LOG_Z) < 1e-9 * abs(P3_LOG_Z)
+    draws = np.asarray(closed.density.sample(KEY, 2000))[:, 0]
+    assert scipy.stats.kstest(draws, scipy.stats.norm(2.5, 0.01 / math.sqrt(2)).cdf).pvalue > 1e-3
+
+
 def test_zero_normalizer_is_an_error_naming_the_pool():
     """Disjoint categorical tables: the product is zero everywhere."""
     dims = (Dim(CATEGORICAL, n_choices=2),)

@@ -24,7 +24,7 @@ from test_density import cdf_1d, integrate, kernel_cuts, log_integrate, mixture_
 
 from fusion.combine import geometric, product
 from fusion.density import mixture
-from fusion.sample import RejectionError, amgm_rejection_sample
+from fusion.rejection import RejectionError, amgm_rejection_sample
 from fusion.space import CONTINUOUS, Dim
 
 BOX = Dim(CONTINUOUS, -12.0, 12.0)

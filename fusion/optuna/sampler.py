@@ -67,7 +67,7 @@ from fusion.adaptive import AlphaSchedule, alpha_at, as_schedule
 from fusion.combine import geometric, linear_pool
 from fusion.kde import DEFAULT_FLOOR, kernel_density, suggestion_density
 from fusion.optuna.parzen import from_parzen_estimator
-from fusion.sample import amgm_round
+from fusion.rejection import amgm_round
 from fusion.space import CATEGORICAL, CONTINUOUS, LOG_DISCRETE, SearchSpace, _choice_index
 
 METHODS = ("geometric", "linear")
