@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
 import math
 from collections.abc import Sequence
@@ -283,18 +284,45 @@ def _split(cuts: np.ndarray, k: int) -> np.ndarray:
     return np.append(inner.ravel(), cuts[-1])
 
 
+class _ByContent:
+    """A pytree keyed by its structure and the bytes of its leaves, for a cache: two densities
+    with equal arrays are the same key."""
+
+    def __init__(self, tree) -> None:
+        self.tree = tree
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        arrays = [np.asarray(leaf) for leaf in leaves]
+        digest = hashlib.blake2b(digest_size=16)
+        for a in arrays:
+            digest.update(f"{a.dtype.str}{a.shape}".encode())
+            digest.update(np.ascontiguousarray(a).tobytes())
+        self.key = (treedef, digest.digest())
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _ByContent) and self.key == other.key
+
+
 def _remembered(fn):
-    """``fn``, with its results remembered for hashable arguments (built-in features and a
-    uniform reference); a density with arrays in it is not hashable, and is recomputed."""
-    remember = functools.lru_cache(maxsize=16)(fn)
+    """``fn``, with its results remembered: hashable arguments (built-in features, a uniform
+    reference) by value, a density with arrays in it by the content of its arrays."""
+
+    @functools.lru_cache(maxsize=16)
+    def remember(*keys):
+        return fn(*(k.tree if isinstance(k, _ByContent) else k for k in keys))
+
+    def key(arg):
+        try:
+            hash(arg)
+        except TypeError:
+            return _ByContent(arg)
+        return arg
 
     @functools.wraps(fn)
     def call(*args):
-        try:
-            hash(args)
-        except TypeError:
-            return fn(*args)
-        return remember(*args)
+        return remember(*map(key, args))
 
     return call
 
