@@ -100,7 +100,7 @@ def _linear_sample(pool: LinearPool, key: jax.Array, n: int) -> jax.Array:
     if merged is not None:
         return merged.sample(key, n)
     key_pick, *keys = jax.random.split(key, len(pool.components) + 1)
-    pick = jax.random.categorical(key_pick, pool.log_weights, shape=(n,))
+    pick = kernels.sample_categorical(key_pick, pool.log_weights, (n,))
     draws = jnp.stack([c.sample(k, n) for c, k in zip(pool.components, keys, strict=True)])
     return draws[pick, jnp.arange(n)]
 

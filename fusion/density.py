@@ -253,7 +253,7 @@ def _mixture_sample(density: ProductKernelMixture, key: jax.Array, n: int) -> ja
     """A kernel by weight, then every numeric coordinate from it in one truncated-normal draw."""
     g = _geometry(density.dims, density.tabulated)
     key_comp, key_num, key_cat = jax.random.split(key, 3)
-    comp = jax.random.categorical(key_comp, density.log_weights, shape=(n,))
+    comp = kernels.sample_categorical(key_comp, density.log_weights, (n,))
     out = jnp.zeros((n, len(density.dims)))
     if g.numeric_cols.size:
         y = kernels.sample_truncnorm(
@@ -270,7 +270,7 @@ def _mixture_sample(density: ProductKernelMixture, key: jax.Array, n: int) -> ja
     cat_keys = jax.random.split(key_cat, max(len(g.table_cols), 1))
     tables = _table_coordinates(g, density)
     for key_j, (col, low, high, step, table) in zip(cat_keys, tables, strict=False):
-        idx = jax.random.categorical(key_j, table[comp]).astype(out.dtype)
+        idx = kernels.sample_categorical(key_j, table[comp], (n,)).astype(out.dtype)
         out = out.at[:, col].set(jnp.minimum(low + step * idx, high))
     return out
 

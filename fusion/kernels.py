@@ -183,3 +183,18 @@ def sample_truncnorm(key, mu, sigma, low, high, shape=None, max_redraws: int = 1
     mu, sigma = jnp.broadcast_to(mu, shape).ravel(), jnp.broadcast_to(sigma, shape).ravel()
     low, high = jnp.broadcast_to(low, shape).ravel(), jnp.broadcast_to(high, shape).ravel()
     return jnp.clip(mu + sigma * z, low, high).reshape(shape)
+
+
+def sample_categorical(key, log_probs: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Exact draws of the index ``i`` with probability ``exp(log_probs_i) / sum_j exp(log_probs_j)``
+    (along the last axis, broadcast against ``shape``), by inversion: ``i`` is the number of
+    cumulative probabilities ``C_j <= u`` for one uniform ``u``. A zero probability repeats the
+    previous ``C_j``, so it is never drawn. One uniform per draw, where ``jax.random.categorical``
+    (Gumbel-max) takes a logarithm pair per category."""
+    probs = jnp.exp(log_probs - jnp.max(log_probs, axis=-1, keepdims=True))
+    cdf = jnp.cumsum(probs, axis=-1)
+    cdf = cdf / cdf[..., -1:]
+    u = jax.random.uniform(key, shape, dtype=cdf.dtype)
+    count = jnp.sum(cdf <= u[..., None], axis=-1)
+    return jnp.minimum(count, log_probs.shape[-1] - 1)
+

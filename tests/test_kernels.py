@@ -115,10 +115,41 @@ def test_tail_sampling_cases(case, mu, sigma, low, high, mean):
     assert st.kstest(s, ref.cdf).pvalue > 1e-4, case
 
 
-@pytest.mark.parametrize(("a", "b"), [(-1.0, 2.0), (-40.0, -39.0), (3.0, 8.0), (-np.inf, 0.3)])
+# Normal draws outside [a, b] are redrawn by inversion: all of them at once when more than 1024
+# of the 50k fall outside (the first four), only those gathered otherwise (the next two: about 23
+# and 67 of them), none for the last.
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (-1.0, 2.0),
+        (-40.0, -39.0),
+        (3.0, 8.0),
+        (-np.inf, 0.3),
+        (-3.5, 3.5),
+        (-3.0, np.inf),
+        (-12.0, 12.0),
+    ],
+)
 def test_truncnorm_sampler_goodness_of_fit(a, b):
     s = np.asarray(kernels.sample_truncnorm(jax.random.PRNGKey(3), 0.0, 1.0, a, b, (50_000,)))
     assert st.kstest(s, st.truncnorm(a, b).cdf).pvalue > 1e-4
+
+
+def test_categorical_draws_by_inversion_match_their_probabilities_and_skip_zeros():
+    probs = np.array([0.0, 0.2, 0.0, 0.5, 0.3, 0.0])
+    with np.errstate(divide="ignore"):
+        log_p = jnp.log(probs)
+    draws = np.asarray(kernels.sample_categorical(jax.random.key(4), log_p + 700.0, (40_000,)))
+    counts = np.bincount(draws, minlength=probs.size)
+    assert np.all(counts[probs == 0] == 0)
+    live = probs > 0
+    assert st.chisquare(counts[live], 40_000 * probs[live]).pvalue > 1e-3
+    # One table row per draw, as a mixture picks a category given its kernel.
+    rows = jnp.log(jnp.array([[0.9, 0.1], [0.1, 0.9]]))[np.arange(20_000) % 2]
+    per_row = np.asarray(kernels.sample_categorical(jax.random.key(5), rows, (20_000,)))
+    ones = np.bincount(np.arange(20_000) % 2, weights=per_row)
+    assert st.binomtest(int(ones[0]), 10_000, 0.1).pvalue > 1e-3
+    assert st.binomtest(int(ones[1]), 10_000, 0.9).pvalue > 1e-3
 
 
 def test_ndtri_exp_inverts_log_ndtr():
