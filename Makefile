@@ -20,9 +20,12 @@ test: $(STAMP)
 
 # The maxent benchmark also compares the `maxentropy` package when it is there. It goes in with
 # --no-deps: it declares the retired `sklearn` package, which no longer installs (scikit-learn
-# comes with the dev extra), and needs `six`, which it does not declare. A failure is ignored.
+# comes with the dev extra), and needs `six`, which it does not declare. The sampling benchmark
+# compares blackjax's NUTS when it is there (its dependencies, optax and absl-py, are small and
+# leave jax as it is). A failure of either install is ignored.
 bench: $(STAMP)
 	-@$(PY) -c "import maxentropy" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps maxentropy==0.3.0 six
+	-@$(PY) -c "import blackjax" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check blackjax==1.7.1
 	$(PY) benchmarks/run.py
 
 clean-venv:

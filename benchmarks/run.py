@@ -10,6 +10,7 @@ import maxent
 import normalizers
 import parity
 import sampler_overhead
+import sampling
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     normalizers.main([])
     print()
     maxent.main([])
+    print()
+    sampling.main([])
     print()
     sampler_overhead.main(argv)
 

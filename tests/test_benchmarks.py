@@ -108,3 +108,37 @@ def test_maxent_benchmark_reports_accurate_fits(tmp_path):
         for method in ("`maxentropy` `MinDivergenceModel`", "`maxentropy` `MCMinDivergenceModel`"):
             row = rows[problem, method]
             assert row[2] == "not installed" or float(row[9]) <= 0.1, row
+
+
+def test_sampling_benchmark_reports_every_sampler(tmp_path):
+    out_file = tmp_path / "sampling.md"
+    # two targets cover every method: only the product has a closed form, only a geometric pool
+    # has the AM-GM round
+    run_script(
+        "sampling.py", "--quick", "--targets", "geometric", "product", "--out", str(out_file)
+    )
+    table = out_file.read_text()
+    assert len(re.findall(r"samples/s \(>= 1M: \*\*(met|missed)\*\*\)", table)) == 7, table
+
+    def number(cell: str) -> float:
+        scale = {"k": 1e3, "M": 1e6}.get(cell[-1:], 1.0)
+        return float(cell[:-1] if scale != 1.0 else cell) * scale
+
+    rows = {(r[0], r[1]): r for r in markdown_rows(table) if len(r) == 13}
+    common = ("rejection", "rejection, batch 1024", "importance", "fusion `mcmc_sample`",
+              "numpyro `MCMC.run`", "blackjax NUTS")  # fmt: skip
+    expected = {
+        "geometric": ("AM-GM round, jitted", *common),
+        "product": ("exact", "exact, prebuilt closed form", *common),
+    }
+    assert rows[("geometric", "exact")][2].startswith("does not apply"), rows
+    for target, methods in expected.items():
+        for method in methods:
+            row = rows.get((target, method))
+            assert row is not None, f"no row for {target}, {method} in\n{table}"
+            if method == "blackjax NUTS" and row[2] == "not installed":
+                continue
+            # n draws, ESS, time, first call, ESS/s, samples/s, ratio to numpyro, compiles per call
+            values = [number(c) for c in row[3:11]]
+            assert all(v > 0 for v in values[:7]) and values[7] >= 0, row
+        assert number(rows[(target, "numpyro `MCMC.run`")][9]) == 1.0
