@@ -43,7 +43,11 @@ def prng_key(name: str, value: Any) -> jax.Array:
 
 def integer(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
     """``value`` as an ``int`` in ``[minimum, maximum]``."""
-    if not is_int(value) or _item(value) < minimum or (maximum is not None and _item(value) > maximum):
+    if (
+        not is_int(value)
+        or _item(value) < minimum
+        or (maximum is not None and _item(value) > maximum)
+    ):
         upper = "" if maximum is None else f" and <= {maximum}"
         raise ValueError(f"{name} must be an int >= {minimum}{upper}, got {value!r}")
     return int(value)
@@ -61,3 +65,14 @@ def positive(name: str, value: Any) -> float:
     if not is_real(value) or not (math.isfinite(float(value)) and float(value) > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def pytree_of_arrays(name: str, value: Any) -> None:
+    """``value`` must be a JAX pytree whose leaves are arrays or numbers (a density registered
+    with ``jax.tree_util.register_dataclass``), so that jitted code can take it as an argument."""
+    leaves = jax.tree_util.tree_leaves(value)
+    if not all(isinstance(v, np.ndarray | jax.Array | float | int | np.number) for v in leaves):
+        raise ValueError(
+            f"{name} must be a JAX pytree of arrays (a dataclass registered with "
+            f"jax.tree_util.register_dataclass), got {type(value).__name__}"
+        )

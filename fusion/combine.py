@@ -185,7 +185,8 @@ def linear_pool(densities: Sequence, weights) -> LinearPool:
 
 
 def log_linear_pool(densities: Sequence, exponents) -> LogLinearPool:
-    """The log-linear pool ``prod_i p_i^e_i / Z``; ``exponents`` must be finite and >= 0."""
+    """The log-linear pool ``prod_i p_i^e_i / Z``; ``exponents`` must be finite, >= 0 and not
+    all 0."""
     _common_dims(densities)
     if isinstance(exponents, np.ndarray | jax.Array) and exponents.ndim == 1:
         exponents = tuple(exponents)
@@ -195,6 +196,11 @@ def log_linear_pool(densities: Sequence, exponents) -> LogLinearPool:
         e = _numbers("exponents", exponents, len(densities))
         if not np.all(np.isfinite(e)) or np.any(e < 0):
             raise ValueError(f"exponents must be finite and >= 0, got {e.tolist()}")
+        if not np.any(e > 0):
+            raise ValueError(
+                f"exponents must not all be 0, got {e.tolist()}: that pool is the constant 1, "
+                "not a density of the components (use fusion.density.Uniform for it)"
+            )
     return LogLinearPool(tuple(densities), tuple(jnp.asarray(e, dtype=float) for e in exponents))
 
 

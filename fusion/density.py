@@ -52,10 +52,16 @@ def bucket_size(k: int, minimum: int = 1) -> int:
     return 1 << max(0, math.ceil(math.log2(max(k, minimum, 1))))
 
 
-def check_sample_size(n) -> int:
-    """``n``, the number of draws, as an ``int >= 0``; anything else is a ``ValueError``."""
+MAX_SAMPLE_SIZE = 2**31 - 1
+"""The most draws one call makes: XLA indexes arrays with 32-bit sizes, and beyond it aborts the
+process rather than raising."""
+
+
+def check_sample_size(n, minimum: int = 0) -> int:
+    """``n``, the number of draws, as an ``int`` in ``[minimum, MAX_SAMPLE_SIZE]``; anything
+    else is a ``ValueError``."""
     require_x64("sample")
-    return integer("n", n, minimum=0)
+    return integer("n", n, minimum=minimum, maximum=MAX_SAMPLE_SIZE)
 
 
 def check_points(x, dims: tuple[Dim, ...]) -> jax.Array:

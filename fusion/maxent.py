@@ -98,7 +98,9 @@ def _log_prob(density: ExponentialFamily, x: jax.Array) -> jax.Array:
     # Off the reference's support the features may overflow (x^2 at 1e200): evaluate them at a
     # point of the box instead, so neither the value nor the gradient picks up inf - inf.
     lows = jnp.asarray([d.low if d.kind != CATEGORICAL else 0.0 for d in density.dims])
-    highs = jnp.asarray([d.high if d.kind != CATEGORICAL else d.n_choices - 1.0 for d in density.dims])
+    highs = jnp.asarray(
+        [d.high if d.kind != CATEGORICAL else d.n_choices - 1.0 for d in density.dims]
+    )
     safe = jnp.where(inside[:, None], x, jnp.clip(x, lows, highs))
     log_p = density.features(safe) @ density.lambdas + jnp.where(inside, log_r, 0.0) - density.log_z
     return jnp.where(inside, log_p, -jnp.inf)
@@ -491,7 +493,9 @@ def _support(features: Features, reference, max_points: int = 2**14) -> _Support
     fine, coarse = at(max_points), at(max(1, max_points >> len(features.dims)))
     low, high = -_extreme(fine, -1.0), _extreme(fine, 1.0)
     with np.errstate(invalid="ignore"):  # inf - inf on unbounded features, which are skipped
-        slop = np.maximum(np.abs(low + _extreme(coarse, -1.0)), np.abs(high - _extreme(coarse, 1.0)))
+        slop = np.maximum(
+            np.abs(low + _extreme(coarse, -1.0)), np.abs(high - _extreme(coarse, 1.0))
+        )
     return _Support(fine, coarse, low, high, slop)
 
 
@@ -545,9 +549,7 @@ def _raise_if_infeasible(
     ``1e-6`` standard deviations."""
     wh = _whitening(rule)
     live = rule.f[np.isfinite(rule.log_base)]
-    points = np.concatenate(
-        [f[:: max(1, f.shape[0] // max_rows)] for f in (live, support.coarse)]
-    )
+    points = np.concatenate([f[:: max(1, f.shape[0] // max_rows)] for f in (live, support.coarse)])
     points = points[np.isfinite(points).all(axis=1)]
     scale = np.where(wh.sd > 0, wh.sd, 1.0)
     a = (points - wh.mean) / scale

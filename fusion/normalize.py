@@ -263,7 +263,9 @@ def _log_z_of_term(term: _Term) -> float:
     if not mixtures:  # integral of a constant density^e over the whole space
         return term.log_weight + uniform_power(e_uniform - 1.0)
     log_scale = _term_combinations(mixtures, e_mix)[0]
-    return term.log_weight + uniform_power(e_uniform) + float(jax.scipy.special.logsumexp(log_scale))
+    return (
+        term.log_weight + uniform_power(e_uniform) + float(jax.scipy.special.logsumexp(log_scale))
+    )
 
 
 def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
@@ -440,6 +442,12 @@ def default_proposal(density):
     with weights ``e_i / sum(e)`` (by weighted AM-GM, ``prod p_i^(e_i/E) <= sum (e_i/E) p_i``)."""
     if not isinstance(density, LogLinearPool):
         raise ValueError(f"no default proposal for a {type(density).__name__}: pass proposal=")
+    for i, c in enumerate(density.components):
+        if not (hasattr(c, "sample") and hasattr(c, "log_prob")):
+            raise ValueError(
+                f"no default proposal: component {i}, a {type(c).__name__}, has no sample(); "
+                "pass proposal="
+            )
     e = np.array([float(v) for v in density.exponents])
     return linear_pool(density.components, e / e.sum())
 

@@ -31,9 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from fusion import kernels
-from fusion._validate import integer, is_real, prng_key
+from fusion._validate import integer, is_real, prng_key, pytree_of_arrays
 from fusion.combine import LinearPool, LogLinearPool, _is_concrete, linear_pool
-from fusion.density import ProductKernelMixture, Uniform, _geometry, _log_base_measure
+from fusion.density import (
+    MAX_SAMPLE_SIZE,
+    ProductKernelMixture,
+    Uniform,
+    _geometry,
+    _log_base_measure,
+)
 from fusion.kernels import require_x64
 from fusion.space import CONTINUOUS
 
@@ -112,6 +118,15 @@ def log_density_bound(density) -> float | None:
     return None
 
 
+def _check_components_sample(pool: LogLinearPool) -> None:
+    for i, c in enumerate(pool.components):
+        if not (hasattr(c, "sample") and hasattr(c, "log_prob")):
+            raise ValueError(
+                f"the AM-GM envelope proposes from the pool's components, and component {i}, a "
+                f"{type(c).__name__}, has no sample(): pass proposal= and log_envelope="
+            )
+
+
 def pool_envelope(pool: LogLinearPool) -> Envelope:
     """The AM-GM envelope of a log-linear pool (see the module docstring for the three cases).
 
@@ -122,6 +137,7 @@ def pool_envelope(pool: LogLinearPool) -> Envelope:
         raise ValueError(f"pool must be a LogLinearPool, got {type(pool).__name__}")
     if not _is_concrete(pool.exponents):
         raise ValueError("pool_envelope needs concrete exponents, not traced ones")
+    _check_components_sample(pool)
     e = np.array([float(v) for v in pool.exponents])
     total = float(e.sum())
     q = linear_pool(pool.components, e / total) if total > 0 else None
@@ -131,14 +147,14 @@ def pool_envelope(pool: LogLinearPool) -> Envelope:
         log_sup = log_density_bound(q)
         if log_sup is None:
             raise ValueError(
-                f"no envelope for exponents {e.tolist()} (sum {total:g} > 1): it needs a bound on "
+                f"no envelope for exponents {e.tolist()} (sum {total!r} > 1): it needs a bound on "
                 "every component's density, known for mixtures, uniforms and linear pools of them"
             )
         return Envelope(q, (total - 1.0) * log_sup)
     dims = pool.dims
     if not all(d.kind != CONTINUOUS or math.isfinite(d.high - d.low) for d in dims):
         raise ValueError(
-            f"no envelope for exponents {e.tolist()} (sum {total:g} < 1) on an unbounded space: "
+            f"no envelope for exponents {e.tolist()} (sum {total!r} < 1) on an unbounded space: "
             "it mixes in the uniform density"
         )
     uniform = Uniform(dims)
@@ -178,8 +194,9 @@ def envelope_round(target, proposal, log_m, key: jax.Array, batch: int) -> Round
     log_target = target.unnormalized_log_prob(x)
     log_ratio = log_target - proposal.log_prob(x) - log_m
     log_u = jnp.log(jax.random.uniform(key_u, (batch,)))
-    # p~ > M q anywhere breaks the envelope: marked with NaN, which the caller refuses.
-    broken = log_ratio > 1e-9 * (1.0 + jnp.abs(log_m))
+    # p~ > M q anywhere breaks the envelope: marked with NaN, which the caller refuses (a NaN or
+    # +inf target is caught before, from log_target).
+    broken = (log_ratio > 1e-9 * (1.0 + jnp.abs(log_m))) & jnp.isfinite(log_target)
     return Round(x, jnp.where(broken, jnp.nan, log_u < log_ratio), log_target)
 
 
@@ -221,7 +238,14 @@ def _run_rounds(
     accepted, n_proposed, n_accepted = [], 0, 0
     size = FIRST_BATCH if batch_size is None else batch_size
     for r in range(max_rounds):
-        x, ok, _ = one_round(jax.random.fold_in(key, r), size)
+        x, ok, log_target = one_round(jax.random.fold_in(key, r), size)
+        log_target = np.asarray(log_target)
+        if np.isnan(log_target).any() or (log_target == np.inf).any():
+            bad = np.asarray(x)[np.isnan(log_target) | (log_target == np.inf)][0]
+            raise ValueError(
+                f"the target's log-density is NaN or +inf at x = {bad.tolist()}: it is no density "
+                "there (check its parameters)"
+            )
         ok = np.asarray(ok, dtype=float)
         if np.isnan(ok).any():
             bad = np.asarray(x)[np.isnan(ok)][0]
@@ -239,11 +263,10 @@ def _run_rounds(
             size = _next_batch(n - n_accepted, n_accepted, n_proposed, size)
     rate = n_accepted / n_proposed
     if n_accepted < min_accepted:
-        scale = math.exp(min(log_m, 709.0))
         z = (
-            f"so Z ~ {rate * scale:.3g}"
+            f"so log Z ~ {math.log(rate) + log_m:.6g}"
             if n_accepted
-            else f"so Z <= {3.0 / n_proposed * scale:.3g} at 95% confidence"
+            else f"so log Z <= {math.log(3.0 / n_proposed) + log_m:.6g} at 95% confidence"
         )
         raise RejectionError(
             f"{what} accepted {n_accepted} of {n_proposed} proposals in {max_rounds} rounds "
@@ -258,13 +281,15 @@ def _run_rounds(
         acceptance_rate=rate,
         log_normalizer=math.log(rate) + log_m if rate > 0 else -math.inf,
         log_normalizer_se=math.sqrt((1 - rate) / (rate * n_proposed)) if rate > 0 else math.inf,
-        normalizer_upper=math.exp(min(math.log(max(rate, 3.0 / n_proposed)) + log_m, 709.0)),
+        normalizer_upper=math.exp(math.log(max(rate, 3.0 / n_proposed)) + log_m)
+        if log_m < 700
+        else math.inf,
         log_envelope=log_m,
     )
 
 
 def _budget(n, batch_size, max_rounds, min_accepted) -> tuple[int, int | None, int, int]:
-    n = integer("n", n, minimum=1)
+    n = integer("n", n, minimum=1, maximum=MAX_SAMPLE_SIZE)
     batch_size = None if batch_size is None else integer("batch_size", batch_size, minimum=1)
     max_rounds = integer("max_rounds", max_rounds, minimum=1)
     min_accepted = n if min_accepted is None else integer("min_accepted", min_accepted, 0, n)
@@ -292,6 +317,7 @@ def amgm_rejection_sample(
         raise ValueError(f"pool must be a LogLinearPool, got {type(pool).__name__}")
     key = prng_key("key", key)
     n, batch_size, max_rounds, min_accepted = _budget(n, batch_size, max_rounds, min_accepted)
+    _check_components_sample(pool)
     if _is_concrete(pool.exponents):
         total = float(sum(float(e) for e in pool.exponents))
         if abs(total - 1.0) > 1e-9:
@@ -335,6 +361,7 @@ def rejection_sample(
     n, batch_size, max_rounds, min_accepted = _budget(n, batch_size, max_rounds, min_accepted)
     if not hasattr(target, "unnormalized_log_prob") or not hasattr(target, "dims"):
         raise ValueError(f"target must be a fusion density, got {target!r}")
+    pytree_of_arrays("target", target)
     if (proposal is None) != (log_envelope is None):
         raise ValueError("pass proposal= and log_envelope= together, or neither")
     if proposal is None:
@@ -352,6 +379,7 @@ def rejection_sample(
         proposal, log_envelope = pool_envelope(target)
     if not (hasattr(proposal, "sample") and hasattr(proposal, "log_prob")):
         raise ValueError(f"proposal must be a normalized density with sample(), got {proposal!r}")
+    pytree_of_arrays("proposal", proposal)
     if proposal.dims != target.dims:
         raise ValueError(f"proposal lives on {proposal.dims}, the target on {target.dims}")
     if not (is_real(log_envelope) and math.isfinite(float(log_envelope))):

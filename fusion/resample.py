@@ -51,9 +51,9 @@ import numpy as np
 import scipy.special
 from jax.scipy.special import logsumexp
 
-from fusion._validate import integer, is_real, prng_key, unit_interval
+from fusion._validate import integer, is_real, prng_key, pytree_of_arrays, unit_interval
 from fusion.combine import LogLinearPool
-from fusion.density import check_points
+from fusion.density import MAX_SAMPLE_SIZE, check_points
 from fusion.kernels import require_x64
 from fusion.normalize import _log_mean_and_se, default_proposal
 from fusion.quadrature import CHUNK
@@ -198,20 +198,11 @@ _geometric_log_weights_jit = jax.jit(_geometric_log_weights)
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_pytree_of_arrays(density) -> bool:
-    leaves = jax.tree_util.tree_leaves(density)
-    return all(isinstance(v, np.ndarray | jax.Array | float | int | np.number) for v in leaves)
-
-
 def _check_density(name: str, density, methods: tuple[str, ...]) -> None:
     if not (hasattr(density, "dims") and all(hasattr(density, m) for m in methods)):
         need = ", ".join(("dims", *methods))
         raise ValueError(f"{name} must be a fusion density with {need}, got {density!r}")
-    if not _is_pytree_of_arrays(density):
-        raise ValueError(
-            f"{name} must be a JAX pytree of arrays (a dataclass registered with "
-            f"jax.tree_util.register_dataclass), got {type(density).__name__}"
-        )
+    pytree_of_arrays(name, density)
 
 
 def _check_same_dims(name: str, density, ref_name: str, ref) -> None:
@@ -241,9 +232,9 @@ def _check_log_weights(log_weights) -> jax.Array:
 
 
 def _check_options(n, n_proposals, key, min_ess_fraction, on_low_ess) -> tuple[int, int]:
-    n = integer("n", n, minimum=1)
-    n_proposals = max(4 * n, 1024) if n_proposals is None else n_proposals
-    n_proposals = integer("n_proposals", n_proposals, minimum=n)
+    n = integer("n", n, minimum=1, maximum=MAX_SAMPLE_SIZE)
+    n_proposals = min(max(4 * n, 1024), MAX_SAMPLE_SIZE) if n_proposals is None else n_proposals
+    n_proposals = integer("n_proposals", n_proposals, minimum=n, maximum=MAX_SAMPLE_SIZE)
     prng_key("key", key)
     if not (is_real(min_ess_fraction) and 0.0 < float(min_ess_fraction) <= 1.0):
         raise ValueError(f"min_ess_fraction must be a number in (0, 1], got {min_ess_fraction!r}")

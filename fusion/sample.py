@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from fusion import normalize
-from fusion._validate import integer, prng_key
+from fusion._validate import prng_key
 from fusion.combine import LogLinearPool
 from fusion.density import Uniform, check_sample_size
 from fusion.mcmc import mcmc_sample
@@ -89,6 +89,10 @@ def _exact(density, key, n: int, opts) -> Samples:
     raise _Skip(f"exact: a {type(density).__name__} has no sampler of its own")
 
 
+def _samplable(density) -> bool:
+    return hasattr(density, "sample") and hasattr(density, "log_prob")
+
+
 def _rejection(density, key, n: int, opts, proposal, log_envelope, auto: bool) -> Samples:
     if proposal is None and log_envelope is None:
         if not isinstance(density, LogLinearPool):
@@ -105,11 +109,13 @@ def _rejection(density, key, n: int, opts, proposal, log_envelope, auto: bool) -
         if not auto:
             raise
         raise _Skip(f"rejection: {e}") from None
+    if auto and result.samples.shape[0] < n:
+        raise _Skip(f"rejection: {result.samples.shape[0]} of {n} draws within the rounds allowed")
     return Samples(result.samples, "rejection", result)
 
 
 def _default_proposal(density):
-    if isinstance(density, LogLinearPool):
+    if isinstance(density, LogLinearPool) and all(map(_samplable, density.components)):
         return normalize.default_proposal(density)
     reference = getattr(density, "reference", None)
     if hasattr(reference, "sample") and hasattr(reference, "log_prob"):
@@ -138,8 +144,12 @@ def _importance(density, key, n: int, opts, proposal, auto: bool) -> Samples:
 
 
 def _mcmc(density, key, n: int, opts) -> Samples:
-    result = mcmc_sample(density, key, n, **opts)
-    return Samples(result.samples, "mcmc", result)
+    # Each chain keeps at least 4 draws (for split R-hat): a small n runs a few more, then cuts.
+    n_chains = opts.get("n_chains", 4)
+    result = mcmc_sample(
+        density, key, max(n, 4 * n_chains) if isinstance(n_chains, int) else n, **opts
+    )
+    return Samples(result.samples[:n], "mcmc", result)
 
 
 def sample(
@@ -176,7 +186,7 @@ def sample(
     if not (hasattr(density, "dims") and hasattr(density, "unnormalized_log_prob")):
         raise ValueError(f"density must be a fusion density, got {density!r}")
     key = prng_key("key", key)
-    n = integer("n", check_sample_size(n), minimum=1)
+    n = check_sample_size(n, minimum=1)
     options = {} if options is None else dict(options)
     unknown = set(options) - set(METHODS[1:])
     if unknown or not all(isinstance(v, Mapping) for v in options.values()):

@@ -152,6 +152,15 @@ def test_categorical_draws_by_inversion_match_their_probabilities_and_skip_zeros
     assert st.binomtest(int(ones[1]), 10_000, 0.9).pvalue > 1e-3
 
 
+def test_log_ndtr_has_no_hole_where_jax_erfcx_returns_zero():
+    """jax 0.10.2's erfcx is 0 on [26.5433, 26.6417], i.e. log Phi would be -inf for z in
+    [-37.677, -37.538]; the asymptotic series takes over from 20 (scipy as reference)."""
+    z = -np.concatenate([np.linspace(20.0, 45.0, 50_001), np.geomspace(45.0, 1e5, 500)])
+    np.testing.assert_allclose(kernels.log_ndtr(z), st.norm.logcdf(z), rtol=2e-15)
+    draws = np.asarray(kernels.sample_truncnorm(jax.random.key(1), 0.0, 1.0, 37.5844, 37.6652, (64,)))
+    assert np.all((draws >= 37.5844) & (draws <= 37.6652))
+
+
 def test_ndtri_exp_inverts_log_ndtr():
     log_p = jnp.array([-1e-3, -0.7, -3.0, -29.0, -31.0, -500.0, -1e5])
     x = kernels.ndtri_exp(log_p)

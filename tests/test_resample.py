@@ -437,8 +437,8 @@ def test_arguments_are_checked_before_anything_runs(mismatched):
     key = jax.random.key(0)
     cases = [
         (dict(n=0), "n must be an int >= 1"),
-        (dict(n=2.5), "n must be an int >= 1, got 2.5"),
-        (dict(n=10, n_proposals=5), "n_proposals must be an int >= 10, got 5"),
+        (dict(n=2.5), r"n must be an int >= 1 and <= 2147483647, got 2.5"),
+        (dict(n=10, n_proposals=5), "n_proposals must be an int >= 10 and <= 2147483647, got 5"),
         (dict(key=1234), "key must be a jax.random key"),
         (dict(min_ess_fraction=0.0), r"min_ess_fraction must be a number in \(0, 1\], got 0.0"),
         (dict(min_ess_fraction=1.5), r"min_ess_fraction must be a number in \(0, 1\]"),

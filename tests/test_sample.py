@@ -8,9 +8,11 @@ are fixed), and the front door by which method it picks and why it passes one ov
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -86,7 +88,7 @@ def test_the_density_bound_is_never_exceeded_and_a_single_kernel_reaches_it(para
 @given(
     data=hst.data(),
     dims=hst.sampled_from(ENVELOPE_SPACES),
-    exponents=hst.tuples(hst.floats(0.0, 2.5), hst.floats(0.0, 2.5)),
+    exponents=hst.tuples(hst.floats(0.0, 2.5), hst.floats(0.0, 2.5)).filter(lambda e: max(e) > 0),
 )
 def test_every_pool_envelope_bounds_its_pool(data, dims, exponents):
     """``p~(x) <= M q(x)`` on the space, for sums of exponents below, at and above one."""
@@ -214,11 +216,12 @@ def test_auto_passes_over_rejection_and_importance_when_the_pool_barely_overlaps
         pool,
         jax.random.key(2),
         2000,
-        options={"rejection": {"max_rounds": 4}},
+        options={"rejection": {"max_rounds": 4, "min_accepted": 0}},
     )
     assert res.method == "mcmc"
     assert res.skipped[0].startswith("exact:")
-    assert res.skipped[1].startswith("rejection:") and "accepted 0 of 4096" in res.skipped[1]
+    # min_accepted=0 lets rejection return what it has; auto still wants all n draws.
+    assert res.skipped[1] == "rejection: 0 of 2000 draws within the rounds allowed"
     assert res.skipped[2].startswith("importance:")
     assert res.diagnostics.converged
     # The pool's mean by the tests' own quadrature in log space, around where its mass is.
@@ -255,6 +258,48 @@ def test_each_method_can_be_asked_for_and_refuses_what_it_cannot_do():
         sample(pool, jax.random.key(0), 10, "exact")
     with pytest.raises(ValueError, match="method='rejection' does not apply.*no envelope"):
         sample(_Opaque(A), jax.random.key(0), 10, "rejection")
+
+
+def test_a_pool_with_a_component_that_cannot_sample_goes_to_a_method_that_needs_none():
+    me = maxent(F.moments(R1, 0, 2), [1.0, 5.0]).density  # no sample() of its own
+    pool = geometric(me, P, 0.5)
+    res = sample(pool, jax.random.key(6), 500)
+    assert res.method == "importance"  # from the uniform density on the box
+    assert "has no closed-form mixture" in res.skipped[0]
+    assert "component 0, a ExponentialFamily, has no sample()" in res.skipped[1]
+    with pytest.raises(ValueError, match="component 0, a ExponentialFamily, has no sample"):
+        rejection_sample(pool, jax.random.key(0), 10)
+
+
+@dataclasses.dataclass(frozen=True)
+class _HoledGaussian:
+    """``exp(-x^2 / 2)`` on the box, but NaN on ``|x| < 0.5``: no density there."""
+
+    dims: tuple = dataclasses.field(default=R1, metadata=dict(static=True))
+
+    def unnormalized_log_prob(self, x):
+        return jnp.where(jnp.abs(x[:, 0]) < 0.5, jnp.nan, -0.5 * x[:, 0] ** 2)
+
+
+jax.tree_util.register_dataclass(_HoledGaussian)
+
+
+def test_a_target_that_is_nan_somewhere_is_refused_by_rejection():
+    with pytest.raises(ValueError, match=r"log-density is NaN or \+inf at x"):
+        rejection_sample(
+            _HoledGaussian(), jax.random.key(0), 100, proposal=Uniform(R1), log_envelope=0.0
+        )
+    with pytest.raises(ValueError, match="target must be a JAX pytree of arrays"):
+        rejection_sample(_Opaque(P), jax.random.key(0), 10, proposal=Uniform(R1), log_envelope=0.0)
+
+
+def test_sample_sizes_and_pools_that_are_not_densities_are_refused():
+    with pytest.raises(ValueError, match="n must be an int >= 1 and <= 2147483647"):
+        sample(P, jax.random.key(0), 2**62)
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        sample(P, jax.random.key(0), -1)
+    with pytest.raises(ValueError, match="exponents must not all be 0"):
+        log_linear_pool([P, Q], [0.0, 0.0])
 
 
 class _Opaque:
