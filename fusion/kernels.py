@@ -178,7 +178,7 @@ def sample_truncnorm(key, mu, sigma, low, high, shape=None, max_redraws: int = 1
     )
     a = jnp.broadcast_to((low - mu) / sigma, shape).ravel()
     b = jnp.broadcast_to((high - mu) / sigma, shape).ravel()
-    key_normal, key_redraw = jax.random.split(key)
+    key_normal, key_redraw, key_narrow = jax.random.split(key, 3)
     z = jax.random.normal(key_normal, shape).ravel()
     outside = (z < a) | (z > b)
     n_outside = jnp.sum(outside)
@@ -197,7 +197,49 @@ def sample_truncnorm(key, mu, sigma, low, high, shape=None, max_redraws: int = 1
     z = jax.lax.switch(branch, [lambda z: z, redraw_few, redraw_all], z)
     mu, sigma = jnp.broadcast_to(mu, shape).ravel(), jnp.broadcast_to(sigma, shape).ravel()
     low, high = jnp.broadcast_to(low, shape).ravel(), jnp.broadcast_to(high, shape).ravel()
-    return jnp.clip(mu + sigma * z, low, high).reshape(shape)
+    x = jnp.clip(mu + sigma * z, low, high)
+    # Where the interval is narrow against sigma, or so far out that its standardized ends round
+    # together, draw it in its own coordinate instead (see _narrow_truncnorm).
+    w = (high - low) / sigma
+    narrow = jnp.isfinite(w) & ((w <= 1e-3) | (jnp.maximum(jnp.abs(a), jnp.abs(b)) > 1e7 * w))
+    x = jax.lax.cond(
+        jnp.any(narrow),
+        lambda x: jnp.where(narrow, _narrow_truncnorm(key_narrow, a, b, low, high, w), x),
+        lambda x: x,
+        x,
+    )
+    return x.reshape(shape)
+
+
+def _narrow_truncnorm(key, a, b, low, high, w, max_rounds: int = 64):
+    """Exact draws of the normal truncated to ``[low, high]`` from the end nearer the mode, as
+    ``x = end +- (high - low) t`` with ``t`` in ``[0, 1]``: its density is
+
+        exp(-(a + w t)^2 / 2) = exp(-a^2 / 2) exp(-c t) exp(-w^2 t^2 / 2),   c = a w,
+
+    (from ``low``; from ``high`` the same with ``c = -b w``), so ``t`` is drawn from the tilted
+    exponential ``exp(-c t)`` on ``[0, 1]`` by inversion and accepted with ``exp(-w^2 t^2 / 2)``.
+    Used where ``w`` is small or ``|c|`` large, so nearly every draw is accepted; after
+    ``max_rounds`` rounds (a chance below ``(1 - exp(-w^2 / 2))^64``) the last draw stands."""
+    from_low = a + b >= 0
+    c = jnp.where(from_low, a, -b) * w
+
+    def draw(key):
+        u = jax.random.uniform(key, (2,) + a.shape, dtype=a.dtype)
+        small = jnp.abs(c) < 1e-12
+        safe_c = jnp.where(small, 1.0, c)
+        t = jnp.where(small, u[0], -jnp.log1p(u[0] * jnp.expm1(-safe_c)) / safe_c)
+        t = jnp.clip(t, 0.0, 1.0)
+        return t, u[1] < jnp.exp(-0.5 * jnp.square(w * t))
+
+    def round_(state):
+        i, t, done = state
+        t_new, ok = draw(jax.random.fold_in(key, i))
+        return i + 1, jnp.where(done, t, t_new), done | ok
+
+    t, ok = draw(jax.random.fold_in(key, 0))
+    _, t, _ = jax.lax.while_loop(lambda s: (s[0] < max_rounds) & ~jnp.all(s[2]), round_, (1, t, ok))
+    return jnp.clip(jnp.where(from_low, low + (high - low) * t, high - (high - low) * t), low, high)
 
 
 def sample_categorical(key, log_probs: jax.Array, shape: tuple[int, ...]) -> jax.Array:

@@ -135,6 +135,24 @@ def test_truncnorm_sampler_goodness_of_fit(a, b):
     assert st.kstest(s, st.truncnorm(a, b).cdf).pvalue > 1e-4
 
 
+@pytest.mark.parametrize("sigma", [1e3, 1e12, 1e16, 1e300])
+def test_an_interval_narrow_against_sigma_is_drawn_in_its_own_coordinate(sigma):
+    """Standardized, [0, 1] shrinks to [0, 1/sigma] and mu + sigma z loses the interval's
+    resolution; drawn from its end, the law is the uniform one tilted by exp(-x^2 / 2 sigma^2)."""
+    x = np.asarray(kernels.sample_truncnorm(jax.random.key(1), 0.3, sigma, 0.0, 1.0, (20_000,)))
+    ref = st.truncnorm(-0.3 / sigma, 0.7 / sigma, loc=0.3, scale=sigma) if sigma < 1e6 else None
+    cdf = ref.cdf if ref is not None else "uniform"  # scipy's own ends round together past 1e6
+    assert st.kstest(x, cdf).pvalue > 1e-3 and np.unique(x).size == x.size
+
+
+@pytest.mark.parametrize("mu", [-1e7, -1e9, -1e16])
+def test_an_interval_far_out_in_a_tail_is_exponential_from_its_near_end(mu):
+    """N(mu, 1) on [0, 1] with mu far below: x ~ Exp(-mu) to first order (the quadratic term
+    changes the law by about 1/mu^2)."""
+    x = np.asarray(kernels.sample_truncnorm(jax.random.key(2), mu, 1.0, 0.0, 1.0, (20_000,)))
+    assert np.all(x >= 0) and st.kstest(-mu * x, "expon").pvalue > 1e-3
+
+
 def test_categorical_draws_by_inversion_match_their_probabilities_and_skip_zeros():
     probs = np.array([0.0, 0.2, 0.0, 0.5, 0.3, 0.0])
     with np.errstate(divide="ignore"):
