@@ -64,6 +64,18 @@ def check_sample_size(n, minimum: int = 0) -> int:
     return integer("n", n, minimum=minimum, maximum=MAX_SAMPLE_SIZE)
 
 
+def checked_draws(name: str, density, key: jax.Array, n: int) -> jax.Array:
+    """``density.sample(key, n)``, refused with a ``ValueError`` naming ``name`` unless it has
+    shape ``(n, d)`` (a user's density may return anything)."""
+    x = density.sample(key, n)
+    if getattr(x, "shape", None) != (n, len(density.dims)):
+        raise ValueError(
+            f"{name}.sample(key, {n}) must return shape ({n}, {len(density.dims)}), got "
+            f"{getattr(x, 'shape', type(x).__name__)}"
+        )
+    return x
+
+
 def check_points(x, dims: tuple[Dim, ...]) -> jax.Array:
     """Validate a batch of internal coordinates at the public boundary: shape ``(n, d)``, no NaN."""
     require_x64("log_prob")

@@ -58,6 +58,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.hmc import HMCState, hmc
 
 from fusion._validate import integer, is_int, is_real, prng_key
+from fusion.density import checked_draws
 from fusion.kernels import require_x64
 from fusion.space import CATEGORICAL, CONTINUOUS, Dim, grid_tolerance
 
@@ -469,13 +470,7 @@ def _check_init(init, dims: tuple[Dim, ...], n_chains: int) -> np.ndarray:
 def _draw_candidates(density, init_proposal, key, n: int) -> jax.Array:
     if init_proposal is None:
         return _dispersed_draw(density, key, n)
-    x = init_proposal.sample(key, n)
-    if getattr(x, "shape", None) != (n, len(density.dims)):
-        raise ValueError(
-            f"init_proposal.sample(key, {n}) must return shape ({n}, {len(density.dims)}), "
-            f"got {getattr(x, 'shape', type(x).__name__)}"
-        )
-    return x
+    return checked_draws("init_proposal", init_proposal, key, n)
 
 
 def _find_starts(density, key, n_chains, max_init_tries, init, init_proposal, notes):

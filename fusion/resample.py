@@ -53,7 +53,7 @@ from jax.scipy.special import logsumexp
 
 from fusion._validate import integer, is_real, prng_key, pytree_of_arrays, unit_interval
 from fusion.combine import LogLinearPool
-from fusion.density import MAX_SAMPLE_SIZE, check_points
+from fusion.density import MAX_SAMPLE_SIZE, check_points, checked_draws
 from fusion.kernels import require_x64
 from fusion.normalize import _log_mean_and_se, default_proposal
 from fusion.quadrature import CHUNK
@@ -349,7 +349,7 @@ def importance_resample(
     _check_density("proposal", proposal, ("log_prob", "sample"))
     _check_same_dims("proposal", proposal, "target", target)
     key_q, key_r = jax.random.split(key)
-    x = _proposals(proposal, key_q, n_proposals)
+    x = checked_draws("proposal", proposal, key_q, n_proposals)
     run = _importance_core(target, proposal, x, key_r, n)
     return _result(x, run, float(min_ess_fraction), on_low_ess)
 
@@ -381,19 +381,9 @@ def geometric_importance_resample(
     _check_density("p_opt", p_opt, ("log_prob", "sample"))
     _check_same_dims("p_llm", p_llm, "p_opt", p_opt)
     key_q, key_r = jax.random.split(key)
-    x = _proposals(p_opt, key_q, n_proposals)
+    x = checked_draws("p_opt", p_opt, key_q, n_proposals)
     run = _geometric_core(p_llm, p_opt, jnp.asarray(alpha), x, key_r, n)
     return _result(x, run, float(min_ess_fraction), on_low_ess)
-
-
-def _proposals(proposal, key: jax.Array, n_proposals: int) -> jax.Array:
-    x = proposal.sample(key, n_proposals)
-    if getattr(x, "shape", None) != (n_proposals, len(proposal.dims)):
-        raise ValueError(
-            f"proposal.sample(key, {n_proposals}) must return shape ({n_proposals}, "
-            f"{len(proposal.dims)}), got {getattr(x, 'shape', type(x).__name__)}"
-        )
-    return x
 
 
 def _result(x, run: _Run, min_ess_fraction: float, on_low_ess: str) -> ImportanceResult:

@@ -293,6 +293,29 @@ def test_a_target_that_is_nan_somewhere_is_refused_by_rejection():
         rejection_sample(_Opaque(P), jax.random.key(0), 10, proposal=Uniform(R1), log_envelope=0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class _FlatSampler:
+    """The uniform density on the box, whose sample() forgets the coordinate axis."""
+
+    dims: tuple = dataclasses.field(default=R1, metadata=dict(static=True))
+
+    def log_prob(self, x):
+        return Uniform(R1).log_prob(x)
+
+    def sample(self, key, n):
+        return Uniform(R1).sample(key, n)[:, 0]
+
+
+jax.tree_util.register_dataclass(_FlatSampler)
+
+
+def test_a_proposal_whose_draws_have_the_wrong_shape_is_named():
+    with pytest.raises(
+        ValueError, match=r"proposal.sample\(key, 1024\) must return shape \(1024, 1\)"
+    ):
+        sample(P, jax.random.key(0), 10, "importance", proposal=_FlatSampler())
+
+
 def test_sample_sizes_and_pools_that_are_not_densities_are_refused():
     with pytest.raises(ValueError, match="n must be an int >= 1 and <= 2147483647"):
         sample(P, jax.random.key(0), 2**62)
