@@ -67,30 +67,26 @@ class _Skip(Exception):
     """A method that does not apply, or failed its check under ``auto``; the text says why."""
 
 
-def _exact(density, key, n: int, opts) -> Samples:
-    if hasattr(density, "sample") and hasattr(density, "log_prob"):
-        return Samples(np.asarray(density.sample(key, n)), "exact", Exact(0.0, 0.0))
-    if isinstance(density, LogLinearPool):
-        terms = normalize._terms(density)
-        if (
-            terms is not None
-            and sum(map(normalize._exact_cost, terms)) <= normalize._MAX_EXACT_TERMS
-        ):
-            closed = normalize.closed_form(density, **opts)
-            if closed.density is not None:
-                draws = closed.density.sample(key, n)
-                return Samples(np.asarray(draws), "exact", Exact(closed.log_z, closed.pruned_mass))
-    if isinstance(density, LogLinearPool):
-        raise _Skip(
-            "exact: this log-linear pool has no closed-form mixture (that needs every factor "
-            "with an exponent other than 0 or 1 to be a single kernel, and every factor to be a "
-            "mixture or uniform, not a linear pool such as a suggestion density with its floor)"
-        )
-    raise _Skip(f"exact: a {type(density).__name__} has no sampler of its own")
-
-
 def _samplable(density) -> bool:
     return hasattr(density, "sample") and hasattr(density, "log_prob")
+
+
+def _exact(density, key, n: int, opts) -> Samples:
+    if _samplable(density):
+        return Samples(np.asarray(density.sample(key, n)), "exact", Exact(0.0, 0.0))
+    if not isinstance(density, LogLinearPool):
+        raise _Skip(f"exact: a {type(density).__name__} has no sampler of its own")
+    terms = normalize._terms(density)
+    if terms is not None and sum(map(normalize._exact_cost, terms)) <= normalize._MAX_EXACT_TERMS:
+        closed = normalize.closed_form(density, **opts)
+        if closed.density is not None:
+            draws = closed.density.sample(key, n)
+            return Samples(np.asarray(draws), "exact", Exact(closed.log_z, closed.pruned_mass))
+    raise _Skip(
+        "exact: this log-linear pool has no closed-form mixture (that needs every factor "
+        "with an exponent other than 0 or 1 to be a single kernel, and every factor to be a "
+        "mixture or uniform, not a linear pool such as a suggestion density with its floor)"
+    )
 
 
 def _rejection(density, key, n: int, opts, proposal, log_envelope, auto: bool) -> Samples:
@@ -118,7 +114,7 @@ def _default_proposal(density):
     if isinstance(density, LogLinearPool) and all(map(_samplable, density.components)):
         return normalize.default_proposal(density)
     reference = getattr(density, "reference", None)
-    if hasattr(reference, "sample") and hasattr(reference, "log_prob"):
+    if _samplable(reference):
         return reference
     if all(d.kind != CONTINUOUS or math.isfinite(d.high - d.low) for d in density.dims):
         return Uniform(density.dims)
