@@ -29,11 +29,16 @@ compiled call from dispersed starting points (each redrawn until its log-density
 the diagnostics are numpyro's split R-hat (:func:`numpyro.diagnostics.split_gelman_rubin`) and
 effective sample size (:func:`numpyro.diagnostics.effective_sample_size`) per coordinate.
 
-What the diagnostics can and cannot tell: chains that cannot cross between modes show up as
-R-hat above the threshold when they started in different modes; the result then says
-``converged=False`` and :class:`MCMCNotConverged` is warned, naming the coordinate. If every chain
-starts in the same mode, no diagnostic sees the others; more chains make that less likely. Regions
-where ``p~ = 0`` inside the bounds stop NUTS trajectories as divergences, which are counted and
+Where the chains start decides what the diagnostics can see. Start candidates (dispersed, or
+from ``init_proposal``) first climb the log target in ``u`` by gradient ascent, which sorts them
+by the mode they lead to, and the Laplace approximation at each top compares the modes' masses.
+The chains then start at the tops of distinct modes, farthest apart first, among those with at
+least ``MODE_MASS_RATIO`` of the heaviest one's mass. Chains that cannot cross between those modes
+then disagree, R-hat rises above the threshold, the result says ``converged=False`` and
+:class:`MCMCNotConverged` is warned, naming the coordinate. A mode that no candidate climbs to
+stays invisible: the search makes a silently missed mode unlikely, not impossible, and a better
+``init_proposal`` (one that puts mass near every mode) makes it less likely still. Regions where
+``p~ = 0`` inside the bounds stop NUTS trajectories as divergences, which are counted and
 reported too.
 
 The chains run inside one module-level jitted function whose static arguments are the number of
@@ -52,6 +57,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.example_libraries import optimizers
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
@@ -68,6 +74,12 @@ TRIES_PER_ROUND = 32
 """Start candidates drawn per chain in one compiled evaluation while looking for a finite start."""
 _INIT_HALF_WIDTH = 2.0
 """Default starts on a coordinate with an infinite end are uniform on ``[-2, 2]`` in ``u``."""
+MODE_SEARCH_STEPS = 200
+"""Gradient-ascent steps by which start candidates climb to their modes (``mode_search_steps``)."""
+MODE_MASS_RATIO = 1e-3
+"""A mode found by the search gets a chain only if its Laplace mass is at least this fraction of
+the heaviest mode's: missing a lighter one moves each mode's share by less than that."""
+_MIN_CURVATURE = 1.0 / 16.0
 
 
 class MCMCNotConverged(UserWarning):
@@ -473,9 +485,17 @@ def _draw_candidates(density, init_proposal, key, n: int) -> jax.Array:
     return checked_draws("init_proposal", init_proposal, key, n)
 
 
-def _find_starts(density, key, n_chains, max_init_tries, init, init_proposal, notes):
-    """A start per chain with a finite log target: ``init`` where it has one, else the first of
-    up to ``max_init_tries`` draws that has one (drawn ``TRIES_PER_ROUND`` per chain at a time).
+def _find_starts(
+    density, key, n_chains, max_init_tries, init, init_proposal, mode_search_steps, notes
+):
+    """A start per chain with a finite log target: ``init`` where it has one, else one of the
+    candidates drawn (``TRIES_PER_ROUND`` per chain at a time, at most ``max_init_tries`` per
+    chain) that has one.
+
+    With ``mode_search_steps > 0`` the drawn starts are picked by the modes their candidates climb
+    to (:func:`_climb`, :func:`_spread_starts`): chains start in as many distinct modes of
+    non-negligible mass as were found, so chains that cannot cross between modes disagree and
+    R-hat says so. With 0, chain ``c`` takes the first finite candidate of its own column.
 
     Stops when every chain has a start, or raises a ``ValueError`` when some chain's
     ``max_init_tries`` draws all have log-density ``-inf``.
@@ -495,6 +515,8 @@ def _find_starts(density, key, n_chains, max_init_tries, init, init_proposal, no
                 "end of a continuous coordinate); those chains start from redrawn points instead"
             )
             warnings.warn(notes[-1], UserWarning, stacklevel=3)
+    drawn = ~found
+    finite_candidates = []
     n_rounds = math.ceil(max_init_tries / TRIES_PER_ROUND)
     for r in range(n_rounds):
         if found.all():
@@ -506,6 +528,7 @@ def _find_starts(density, key, n_chains, max_init_tries, init, init_proposal, no
         x = x.reshape(TRIES_PER_ROUND, n_chains, d)
         ok = np.isfinite(log_t).reshape(TRIES_PER_ROUND, n_chains)
         ok[max_init_tries - r * TRIES_PER_ROUND :] = False  # beyond the budget
+        finite_candidates.append(x[ok])
         for c in np.flatnonzero(~found):
             hits = np.flatnonzero(ok[:, c])
             n_drawn = (
@@ -525,7 +548,115 @@ def _find_starts(density, key, n_chains, max_init_tries, init, init_proposal, no
             "Pass an init inside the support, an init_proposal that covers it, or raise "
             "max_init_tries."
         )
+    if mode_search_steps and drawn.any():
+        starts[drawn] = _mode_spread(
+            density,
+            np.concatenate(finite_candidates),
+            int(drawn.sum()),
+            n_chains,
+            mode_search_steps,
+        )
     return starts, tries
+
+
+# ---------------------------------------------------------------------------------------------
+# Mode search: which start candidates to use
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _climb(density, x: jax.Array, n_steps: int) -> tuple[jax.Array, jax.Array]:
+    """Where each start candidate (rows of ``x``, finite log target) leads by gradient ascent of
+    the log target in ``u``, the grid part held fixed, and the log Laplace mass of that mode.
+
+    Adam with a step size decaying from 0.5 to 0.01 over ``n_steps`` steps; the best point seen
+    along the path is kept, so a step into ``-inf`` or NaN is harmless. At that point ``u*``,
+
+        log m = log p~(u*) + 1/2 sum_i log(2 pi / lambda_i),
+
+    with ``lambda_i`` the eigenvalues of the negative Hessian, floored at 1/16 (a standard
+    deviation of 4 in ``u``, the width of the dispersed starts): the Laplace approximation of
+    the mass of the mode ``u*`` tops, which is only ever used to compare modes.
+    """
+    geo = _geometry(density.dims)
+    u0 = _unconstrain(geo, x[:, np.array(geo.continuous, dtype=int)])
+    xg = x[:, np.array(geo.grid, dtype=int)]
+
+    def log_t(u, g):
+        return _log_target(density, geo, u, g)
+
+    value_and_grad = jax.vmap(jax.value_and_grad(log_t))
+    opt_init, opt_update, get_params = optimizers.adam(
+        optimizers.exponential_decay(0.5, n_steps, 0.02)
+    )
+
+    def step(carry, i):
+        state, best_u, best_v = carry
+        u = get_params(state)
+        v, g = value_and_grad(u, xg)
+        better = v > best_v  # False for NaN
+        best_u = jnp.where(better[:, None], u, best_u)
+        best_v = jnp.where(better, v, best_v)
+        g = jnp.where(jnp.isfinite(g), g, 0.0)
+        return (opt_update(i, -g, state), best_u, best_v), None
+
+    start = (opt_init(u0), u0, jax.vmap(log_t)(u0, xg))
+    (_, u, v), _ = jax.lax.scan(step, start, jnp.arange(n_steps))
+    neg_hessian = -jax.vmap(jax.hessian(log_t))(u, xg)
+    lam = jnp.maximum(jnp.linalg.eigvalsh(neg_hessian), _MIN_CURVATURE)
+    lam = jnp.where(jnp.isfinite(lam), lam, _MIN_CURVATURE)
+    log_mass = v + 0.5 * jnp.sum(jnp.log(2.0 * jnp.pi / lam), axis=-1)
+    return u, log_mass
+
+
+def _mode_spread(density, candidates: np.ndarray, k: int, n_chains: int, n_steps: int):
+    """``k`` start points in modes as far apart as found: the points that ``candidates`` (finite
+    log target) climb to.
+
+    A chain starts at the top of its mode rather than at the candidate: from a candidate in the
+    steep flank of a narrow mode, the first NUTS trajectories (before the step size adapts) can
+    jump into another mode. The candidates are cycled or cut to ``TRIES_PER_ROUND * n_chains``
+    rows, one compiled shape per chain count. On a space without continuous coordinates nothing
+    climbs, and each candidate's own log target stands in for its mass.
+    """
+    geo = _geometry(density.dims)
+    x = np.resize(candidates, (TRIES_PER_ROUND * n_chains, geo.d))
+    xg = x[:, np.array(geo.grid, dtype=int)]
+    if geo.continuous:
+        u, log_mass = (np.asarray(a) for a in _climb(density, jnp.asarray(x), n_steps))
+    else:
+        u, log_mass = np.zeros((x.shape[0], 0)), np.asarray(_start_log_target(density, x)[1])
+    # Grid coordinates enter the distance as index / (n - 1), stretched to the width of the
+    # dispersed starts in u, so that a categorical switch counts as much as a far continuous move.
+    index = [
+        (xg[:, i] - _grid_of(geo.dims[j])[0])
+        / (_grid_of(geo.dims[j])[2] * max(1, _grid_of(geo.dims[j])[3] - 1))
+        for i, j in enumerate(geo.grid)
+    ]
+    points = np.column_stack([u, *(2 * _INIT_HALF_WIDTH * c for c in index)])
+    log_mass = np.where(np.isfinite(log_mass), log_mass, -np.inf)
+    tops = _assemble(geo, _constrain(geo, jnp.asarray(u))[0], jnp.asarray(xg))
+    return np.asarray(tops)[_spread_starts(points, log_mass, k)]
+
+
+def _spread_starts(points: np.ndarray, log_mass: np.ndarray, k: int) -> np.ndarray:
+    """Indices of ``k`` rows of ``points`` (modes found by :func:`_climb`, as ``(u, grid
+    index / n)``): the heaviest first, then each time the eligible row farthest from those
+    chosen, where eligible means a log mass within ``log(1 / MODE_MASS_RATIO)`` of the heaviest.
+    """
+    top = log_mass.max()
+    eligible = np.flatnonzero(
+        log_mass >= top - math.log(1.0 / MODE_MASS_RATIO) if np.isfinite(top) else log_mass == top
+    )
+    chosen = [int(eligible[np.argmax(log_mass[eligible])])]
+    nearest = np.linalg.norm(points[eligible] - points[chosen[0]], axis=1)
+    for _ in range(k - 1):
+        i = int(np.argmax(nearest))
+        chosen.append(int(eligible[i]))
+        nearest = np.minimum(
+            nearest, np.linalg.norm(points[eligible] - points[eligible[i]], axis=1)
+        )
+    return np.array(chosen)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -600,6 +731,7 @@ def mcmc_sample(
     init=None,
     init_proposal=None,
     max_init_tries: int = 100,
+    mode_search_steps: int = MODE_SEARCH_STEPS,
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     r_hat_threshold: float = 1.01,
@@ -623,6 +755,10 @@ def mcmc_sample(
         continuous coordinates with an infinite end.
       max_init_tries: start candidates drawn per chain at most; if all have log-density ``-inf``,
         a ``ValueError`` says so.
+      mode_search_steps: gradient-ascent steps by which the drawn start candidates climb to their
+        modes; the chains then start from candidates of distinct modes of non-negligible mass,
+        the heaviest first (see the module docstring). 0 takes the first finite candidate per
+        chain instead.
       target_accept_prob: the acceptance probability that step-size adaptation aims at.
       max_tree_depth: the NUTS tree depth limit (``2^depth`` gradient steps per transition).
       r_hat_threshold: the chains count as converged when every split R-hat is at most this.
@@ -648,6 +784,7 @@ def mcmc_sample(
     n = int(n)
     n_warmup = integer("n_warmup", n_warmup, minimum=0)
     max_init_tries = integer("max_init_tries", max_init_tries, minimum=1)
+    mode_search_steps = integer("mode_search_steps", mode_search_steps, minimum=0)
     max_tree_depth = integer("max_tree_depth", max_tree_depth, minimum=1, maximum=30)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -675,7 +812,7 @@ def mcmc_sample(
     key_init, key_run = jax.random.split(key)
     notes: list[str] = []
     x0, tries = _find_starts(
-        density, key_init, n_chains, max_init_tries, init, init_proposal, notes
+        density, key_init, n_chains, max_init_tries, init, init_proposal, mode_search_steps, notes
     )
     n_per_chain = -(-n // n_chains)
     out = _run_chains(

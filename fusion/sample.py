@@ -140,6 +140,10 @@ def _importance(density, key, n: int, opts, proposal, auto: bool) -> Samples:
 
 
 def _mcmc(density, key, n: int, opts) -> Samples:
+    # A pool's chains look for modes from draws of its components' linear pool, which has mass
+    # near each of them (AM-GM), rather than from dispersed points.
+    if "init_proposal" not in opts and isinstance(density, LogLinearPool):
+        opts = {**opts, "init_proposal": _default_proposal(density)}
     # Each chain keeps at least 4 draws (for split R-hat): a small n runs a few more, then cuts.
     n_chains = opts.get("n_chains", 4)
     result = mcmc_sample(

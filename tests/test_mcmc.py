@@ -297,6 +297,46 @@ def test_bimodal_target_that_chains_cannot_cross_is_reported():
     assert "R-hat" in res.message
 
 
+
+# A heavy wide mode and a light narrow one, 140 narrow scales apart: the light mode's basin is
+# small, so dispersed starts often miss it.
+UNEQUAL = dict(weights=[0.8, 0.2], mu=[[-1.0], [6.0]], sigma=[[0.5], [0.05]])
+
+
+def test_chains_start_in_every_mode_found_so_a_missed_mode_is_never_silent():
+    """Without the mode search, all four chains start in the heavy mode for some seeds, and the
+    run reports convergence with the light mode's 20% missing. With it (the default), every
+    seed starts chains in both modes, which the chains cannot cross, and every run says so."""
+    density = mixture(BOX1, min_kernels=4, **UNEQUAL)
+    silent = []
+    for seed in range(6):
+        key = jax.random.key(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCMCNotConverged)
+            plain = mcmc_sample(density, key, N, n_warmup=WARMUP, mode_search_steps=0)
+            searched = mcmc_sample(density, key, N, n_warmup=WARMUP)
+        light = np.mean(plain.samples[:, 0] > 2.5)
+        silent.append(plain.converged and light in (0.0, 1.0))
+        modes = np.sign(searched.chains[:, 0, 0] - 2.5)
+        assert set(modes) == {-1.0, 1.0}, f"seed {seed}: chains start in one mode only"
+        assert not searched.converged and searched.r_hat[0] > 1.01
+    assert any(silent), "the trap this test guards against did not occur"
+
+
+def test_mode_masses_of_a_crossable_bimodal_target_match(mixture_1d):
+    """Two overlapping kernels that NUTS crosses freely: the share of draws left of the density's
+    minimum between the modes matches the exact mass within 4 standard errors (from the ESS)."""
+    res = run(mixture_1d, seed=21)
+    grid = np.linspace(-1.5, 2.0, 2001)
+    split = grid[np.argmin(np.asarray(mixture_1d.log_prob(grid[:, None])))]
+    cdf = truncated_mixture_cdf(W1, MU1, SG1, BOX1[0].low, BOX1[0].high)
+    exact = cdf(split)
+    share = np.mean(res.samples[:, 0] < split)
+    se = math.sqrt(exact * (1 - exact) / res.ess[0])
+    assert res.converged and 0.2 < exact < 0.8
+    assert abs(share - exact) < 4 * se, (share, exact, se)
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors at the public boundary
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +393,7 @@ def test_two_densities_of_one_shape_compile_once():
     second = mixture(
         BOX1, [0.5, 0.2, 0.3], [[1.0], [-2.0], [5.0]], [[2.0], [1.0], [1.5]], min_kernels=4
     )
-    functions = (mcmc._run_chains, mcmc._start_log_target, mcmc._dispersed_draw)
+    functions = (mcmc._run_chains, mcmc._start_log_target, mcmc._dispersed_draw, mcmc._climb)
     sizes = [f._cache_size() for f in functions]
     res1 = run(first, seed=11)
     grown = [f._cache_size() - s for f, s in zip(functions, sizes, strict=True)]
