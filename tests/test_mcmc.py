@@ -297,7 +297,6 @@ def test_bimodal_target_that_chains_cannot_cross_is_reported():
     assert "R-hat" in res.message
 
 
-
 # A heavy wide mode and a light narrow one, 140 narrow scales apart: the light mode's basin is
 # small, so dispersed starts often miss it.
 UNEQUAL = dict(weights=[0.8, 0.2], mu=[[-1.0], [6.0]], sigma=[[0.5], [0.05]])
