@@ -160,6 +160,17 @@ def _truncnorm_by_inversion(key, a, b, shape):
     return jnp.where(flip, -z, z)
 
 
+def standard_normal(key, shape) -> jax.Array:
+    """Standard normal draws by inversion, ``z = Phi^-1(u)``, at the midpoints
+    ``u = (k + 1/2) 2^-52`` of the float64 uniform's cells (so ``|z| <= 8.2``, symmetric).
+
+    The same distribution as ``jax.random.normal`` (also an inversion of a 52-bit uniform, through
+    ``erfinv``) at half the cost: XLA's float64 ``ndtri`` is about twice as fast as its ``erfinv``
+    on CPU, and normal draws were a third of the time of a rejection round.
+    """
+    return ndtri(jax.random.uniform(key, shape) + 2.0**-53)
+
+
 def sample_truncnorm(key, mu, sigma, low, high, shape=None, max_redraws: int = 1024):
     """Exact draws of ``N(mu, sigma^2)`` truncated to ``[low, high]``.
 
@@ -179,7 +190,7 @@ def sample_truncnorm(key, mu, sigma, low, high, shape=None, max_redraws: int = 1
     a = jnp.broadcast_to((low - mu) / sigma, shape).ravel()
     b = jnp.broadcast_to((high - mu) / sigma, shape).ravel()
     key_normal, key_redraw, key_narrow = jax.random.split(key, 3)
-    z = jax.random.normal(key_normal, shape).ravel()
+    z = standard_normal(key_normal, shape).ravel()
     outside = (z < a) | (z > b)
     n_outside = jnp.sum(outside)
     size = min(max_redraws, z.size)

@@ -135,6 +135,20 @@ def test_truncnorm_sampler_goodness_of_fit(a, b):
     assert st.kstest(s, st.truncnorm(a, b).cdf).pvalue > 1e-4
 
 
+def test_standard_normal_draws_are_an_exact_inversion():
+    """``Phi^-1`` at the midpoints of the 52-bit uniform's cells: scipy's N(0, 1) by KS, the
+    extremes symmetric at scipy's ``Phi^-1(2^-53)``, and every draw equal to scipy's inversion
+    of the same uniform to 1e-14 (relative, or absolute near 0)."""
+    key = jax.random.key(4)
+    z = np.asarray(kernels.standard_normal(key, (200_000,)))
+    assert st.kstest(z, "norm").pvalue > 1e-3
+    u = np.asarray(jax.random.uniform(key, (200_000,))) + 2.0**-53
+    assert np.all(np.abs(z - st.norm.ppf(u)) <= 1e-14 * np.maximum(1.0, np.abs(z)))
+    ends = np.asarray(kernels.ndtri(np.array([2.0**-53, 1 - 2.0**-53])))
+    assert np.allclose(ends, st.norm.ppf([2.0**-53, 1 - 2.0**-53]), rtol=1e-14, atol=0)
+    assert ends[0] == -ends[1]
+
+
 @pytest.mark.parametrize("sigma", [1e3, 1e12, 1e16, 1e300])
 def test_an_interval_narrow_against_sigma_is_drawn_in_its_own_coordinate(sigma):
     """Standardized, [0, 1] shrinks to [0, 1/sigma] and mu + sigma z loses the interval's
@@ -175,7 +189,9 @@ def test_log_ndtr_has_no_hole_where_jax_erfcx_returns_zero():
     [-37.677, -37.538]; the asymptotic series takes over from 20 (scipy as reference)."""
     z = -np.concatenate([np.linspace(20.0, 45.0, 50_001), np.geomspace(45.0, 1e5, 500)])
     np.testing.assert_allclose(kernels.log_ndtr(z), st.norm.logcdf(z), rtol=2e-15)
-    draws = np.asarray(kernels.sample_truncnorm(jax.random.key(1), 0.0, 1.0, 37.5844, 37.6652, (64,)))
+    draws = np.asarray(
+        kernels.sample_truncnorm(jax.random.key(1), 0.0, 1.0, 37.5844, 37.6652, (64,))
+    )
     assert np.all((draws >= 37.5844) & (draws <= 37.6652))
 
 
