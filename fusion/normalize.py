@@ -254,17 +254,21 @@ def _split_atoms(term: _Term) -> tuple[tuple, tuple[float, ...], float]:
     return mixtures, e_mix, sum(e for a, e in pairs if isinstance(a, Uniform))
 
 
+def _log_uniform_power(term: _Term, e: float) -> float:
+    """``log u^e`` for the uniform density ``u`` of the term's space, with ``u^0 = 1`` on an
+    unbounded space too."""
+    return e * _log_uniform_density(term.atoms[0].dims) if e != 0 else 0.0
+
+
 def _log_z_of_term(term: _Term) -> float:
     mixtures, e_mix, e_uniform = _split_atoms(term)
-
-    def uniform_power(e: float) -> float:  # log u^e, with u^0 = 1 on an unbounded space too
-        return e * _log_uniform_density(term.atoms[0].dims) if e != 0 else 0.0
-
     if not mixtures:  # integral of a constant density^e over the whole space
-        return term.log_weight + uniform_power(e_uniform - 1.0)
+        return term.log_weight + _log_uniform_power(term, e_uniform - 1.0)
     log_scale = _term_combinations(mixtures, e_mix)[0]
     return (
-        term.log_weight + uniform_power(e_uniform) + float(jax.scipy.special.logsumexp(log_scale))
+        term.log_weight
+        + _log_uniform_power(term, e_uniform)
+        + float(jax.scipy.special.logsumexp(log_scale))
     )
 
 
@@ -273,8 +277,10 @@ def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
     normalized pool as a :class:`ProductKernelMixture` with one component per kernel combination
     (``K1 * K2`` for a product of two mixtures), so it can be sampled exactly. Its discrete
     coordinates are tabulated (the product of two cell masses is a table over the grid, no longer
-    a cell mass). A factor that is a linear pool leaves ``density`` as ``None``; ``log_z`` is exact
-    still.
+    a cell mass). A factor that is a linear pool is multiplied out first: ``product(alpha p +
+    (1 - alpha) u, q)`` is ``alpha p q + (1 - alpha) u q``, whose combinations all go into one
+    mixture. Only a term with no mixture in it (a product of uniform densities alone, which is
+    constant, not a kernel) leaves ``density`` as ``None``; ``log_z`` is exact still.
 
     Components whose mass is below ``prune * Z`` are left out of ``density`` (``log_z`` keeps
     them); ``pruned_mass`` reports their total as an exact fraction of ``Z``, so the pruned mixture
@@ -293,28 +299,28 @@ def closed_form(pool: LogLinearPool, *, prune: float = 0.0) -> ClosedForm:
             "single kernel or a uniform density"
         )
     log_z = _finite_log_z(pool, "exact", [_log_z_of_term(t) for t in terms])
-    dims = pool.dims
-    if len(terms) != 1:
-        return ClosedForm(log_z, None, 0.0)
-    mixtures, e_mix, _ = _split_atoms(terms[0])
-    if not mixtures:
-        return ClosedForm(log_z, None, 0.0)
-    log_scale, mu, sigma, tables = _term_combinations(mixtures, e_mix)
-    log_scale = np.asarray(log_scale)
+    parts = []
+    for t in terms:
+        mixtures, e_mix, e_uniform = _split_atoms(t)
+        if not mixtures:
+            return ClosedForm(log_z, None, 0.0)
+        log_scale, mu, sigma, tables = _term_combinations(mixtures, e_mix)
+        offset = t.log_weight + _log_uniform_power(t, e_uniform)
+        parts.append((np.asarray(log_scale) + offset, mu, sigma, tables))
+    log_scale = np.concatenate([p[0] for p in parts])
+    mu = np.concatenate([np.asarray(p[1]) for p in parts])
+    sigma = np.concatenate([np.asarray(p[2]) for p in parts])
+    tables = [np.concatenate([np.asarray(p[3][i]) for p in parts]) for i in range(len(parts[0][3]))]
     log_total = float(jax.scipy.special.logsumexp(log_scale))
     keep = np.isfinite(log_scale) & (
         log_scale - log_total >= (math.log(prune) if prune > 0 else -np.inf)
     )
     pruned = float(np.sum(np.exp(log_scale[~keep & np.isfinite(log_scale)] - log_total)))
     weights = np.exp(log_scale[keep] - log_scale[keep].max())
+    dims = pool.dims
     discrete = tuple(j for j, d in enumerate(dims) if d.kind not in (CONTINUOUS, CATEGORICAL))
     density = mixture(
-        dims,
-        weights,
-        np.asarray(mu)[keep],
-        np.asarray(sigma)[keep],
-        [np.exp(np.asarray(t)[keep]) for t in tables],
-        tabulated=discrete,
+        dims, weights, mu[keep], sigma[keep], [np.exp(t[keep]) for t in tables], tabulated=discrete
     )
     return ClosedForm(log_z, density, pruned)
 

@@ -4,7 +4,8 @@ The methods, in the order ``auto`` tries them (the cheapest correct one first):
 
 1. ``exact``: the density's own sampler (mixtures, linear pools, uniform densities: a component
    by weight, then a draw from it), or, for a log-linear pool with a closed form (a product of
-   mixtures, or fractional powers of single kernels), draws of the normalized pool as a mixture
+   mixtures and of linear pools of them, such as a suggestion density with its uniform floor, or
+   fractional powers of single kernels), draws of the normalized pool as a mixture
    (:func:`fusion.normalize.closed_form`). Exact, and as fast as drawing from a mixture.
 2. ``rejection``: a log-linear pool with an AM-GM envelope (:func:`fusion.rejection.pool_envelope`),
    or any target with a ``proposal`` and ``log_envelope`` given. Exact. ``auto`` moves on when
@@ -84,8 +85,8 @@ def _exact(density, key, n: int, opts) -> Samples:
             return Samples(np.asarray(draws), "exact", Exact(closed.log_z, closed.pruned_mass))
     raise _Skip(
         "exact: this log-linear pool has no closed-form mixture (that needs every factor "
-        "with an exponent other than 0 or 1 to be a single kernel, and every factor to be a "
-        "mixture or uniform, not a linear pool such as a suggestion density with its floor)"
+        "with an exponent other than 0 or 1 to be a single kernel or a uniform density, at most "
+        f"{normalize._MAX_EXACT_TERMS} kernel combinations, and a kernel in every product)"
     )
 
 

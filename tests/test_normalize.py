@@ -21,6 +21,7 @@ from fusion import quadrature
 from fusion.combine import geometric, linear_pool, log_linear_pool, product
 from fusion.density import Uniform, mixture
 from fusion.normalize import closed_form, log_normalizer
+from fusion.sample import sample
 from fusion.space import CATEGORICAL, CONTINUOUS, DISCRETE, LOG_DISCRETE, Dim
 
 BOX = Dim(CONTINUOUS, -12.0, 12.0)
@@ -207,6 +208,24 @@ def test_closed_form_product_with_discrete_coordinates_is_a_tabulated_mixture():
     stat = np.sum((observed[big] - expected_counts[big]) ** 2 / expected_counts[big])
     # a fixed seed; the chance of a false failure at this threshold is 1e-6
     assert stat < scipy.stats.chi2.ppf(1 - 1e-6, big.sum() - 1), stat
+
+
+def test_linear_pool_factors_are_multiplied_out_into_one_mixture():
+    """``product(0.9 a + 0.1 u, 0.6 b + 0.4 c)`` (the shape of a suggestion density, with its
+    uniform floor, times a linear pool) is four products; their kernel combinations make one
+    mixture whose log_prob is the normalized product on a fine rule over the mixed space and
+    integrates to 1, and ``sample`` draws it exactly."""
+    rng = np.random.default_rng(11)
+    a, b, c = (random_mixture(rng, MIXED, k) for k in (3, 2, 2))
+    p_llm = linear_pool((a, Uniform(MIXED)), [0.9, 0.1])
+    pool = product(p_llm, linear_pool((b, c), [0.6, 0.4]))
+    cf = closed_form(pool)
+    assert cf.density is not None and cf.pruned_mass == 0.0
+    x, w = space_rule(MIXED, np.zeros((1, 3)), np.full((1, 3), 0.2), max_piece=0.05, n_nodes=20)
+    expected = np.asarray(pool.unnormalized_log_prob(x)) - cf.log_z
+    np.testing.assert_allclose(np.asarray(cf.density.log_prob(x)), expected, rtol=1e-11, atol=1e-11)
+    assert abs(integrate(cf.density.log_prob, x, w) - 1.0) < 1e-10
+    assert sample(pool, KEY, 100).method == "exact"
 
 
 def test_pruning_reports_the_exact_mass_it_leaves_out():
