@@ -5,7 +5,8 @@ each check would fail with probability ``ALPHA`` for a random seed; with fixed s
 check stays passing, and the expected number of false failures over the whole suite is
 ``ALPHA`` times the number of checks: the sampler tests (``test_sample.py``, ``test_resample.py``,
 ``test_mcmc.py``) hold 23 such checks, so with fresh seeds a correct implementation would fail one
-of them in about 2.3% of runs (and the binomial checks at 4.5 standard errors add 7e-6 each).
+of them in about 2.3% of runs (the binomial checks at 4.5 standard errors add 7e-6 each, and
+the MCMC mode-share check at 4 standard errors 6e-5).
 
 - :func:`chi_square_pvalue`: counts of discrete outcomes (categories, grid points, bins) against
   their probabilities; cells with expected count below 5 are merged into one, as the chi-square
