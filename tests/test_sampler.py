@@ -1,5 +1,6 @@
 """``FusionSampler`` against the Optuna sampler contract: cases O1-O10 and S5 of
-``shared/cases/README.md``, plus seeding, start-up draws, end-to-end studies and argument checks.
+``shared/cases/README.md``, plus seeding, start-up draws, end-to-end studies, the provenance records
+and the history alpha is computed from, and argument checks.
 
 JAX compiles the fused sampler per distinct geometry of a search space (its bounds are static) and
 per kernel-count bucket, so these tests reuse a few spaces: ``X`` (a float on ``[-1, 1]``, shared by
@@ -25,12 +26,28 @@ import scipy.stats
 from hypothesis import given
 from hypothesis import strategies as hst
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
+from study_worker import check_recorded_alphas
 
 import fusion.optuna.sampler as sampler_module
+from fusion.adaptive import (
+    LLM,
+    TPE,
+    History,
+    PredictiveCredit,
+    RankPerformance,
+    TrialRecord,
+)
 from fusion.density import mixture
 from fusion.kde import bandwidths
-from fusion.optuna import FusionSampler
+from fusion.optuna import (
+    AlphaRecord,
+    FusionSampler,
+    alpha_records,
+    history_from_trials,
+    trial_provenance,
+)
 from fusion.space import CONTINUOUS, Dim, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -210,6 +227,7 @@ BAD_ARGUMENTS = [
     ("alpha", {"alpha": lambda n: None}, "None"),
     ("alpha", {"alpha": lambda n: "0.5"}, "'0.5'"),
     ("alpha", {"alpha": lambda: 0.5}, "n=0"),
+    ("alpha", {"alpha": object}, "object"),
     ("seed", {"seed": "abc"}, "'abc'"),
     ("seed", {"seed": 1.5}, "1.5"),
     ("seed", {"seed": -1}, "-1"),
@@ -234,6 +252,8 @@ def test_good_constructor_arguments_are_accepted():
         {"method": "linear", "alpha": 0.0, "floor": 0.0, "n_startup_trials": 0},
         {"alpha": lambda n: 0.5, "suggestion_weights": [2.0], "seed": 0, "n_ei_candidates": 1},
         {"floor": 1, "seed": 2**32 + 5, "alpha": 1},
+        {"alpha": PredictiveCredit(eta=0.5)},
+        {"alpha": RankPerformance(), "method": "linear"},
     ):
         assert isinstance(FusionSampler(SUGGEST_X, **kwargs), optuna.samplers.BaseSampler)
     assert isinstance(FusionSampler([]), optuna.samplers.BaseSampler)
@@ -624,7 +644,9 @@ def test_o4_maximize_v_is_minimize_minus_v(alpha):
 
 
 def test_o5_four_threads_share_one_sampler():
-    sampler = FusionSampler(SUGGEST_X, n_startup_trials=4, seed=3)
+    """Four threads, one sampler, a schedule that reads the trials: distinct proposals, and every
+    thread's alpha is what a fresh sampler computes from the history that draw saw."""
+    sampler = FusionSampler(SUGGEST_X, n_startup_trials=4, seed=3, alpha=RankPerformance())
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective_x, n_trials=24, n_jobs=4)
     assert len(study.trials) == 24
@@ -632,6 +654,11 @@ def test_o5_four_threads_share_one_sampler():
     xs = [t.params["x"] for t in study.trials]
     assert len(set(xs)) == 24, xs
     assert all(-1.0 <= x <= 1.0 for x in xs)
+    records = check_recorded_alphas(
+        study, FusionSampler(SUGGEST_X, n_startup_trials=4, seed=3, alpha=RankPerformance())
+    )
+    assert len(records) >= 24 - 4 - 3  # threads may overshoot start-up by a trial each
+    assert all(trial_provenance(t)[0] in (LLM, TPE, sampler_module.UNIFORM) for t in study.trials)
 
 
 def test_o5_reseed_rng_changes_the_seed_and_the_draws():
@@ -672,6 +699,11 @@ def test_o6_five_asks_without_tell_give_five_distinct_proposals(splits, estimato
     for below, above in splits:
         assert all(t.state != TrialState.RUNNING for t in below)  # running never counts as good
         assert sum(t.state == TrialState.RUNNING for t in above) == 4
+    # nor toward alpha: each draw's history holds the 12 finished trials, the 5 asked are running
+    for t in asked:
+        (record,) = alpha_records(frozen(study, t))
+        assert record.n == 12 and set(record.unfinished) == {a.number for a in asked}
+    assert len(history_from_trials(study.trials)) == 12
     # a running trial counts through the proposal it stored: the k-th draw sees 12 + k points
     assert sum(len(obs["x"]) for obs, _, _ in estimators) == 5 * 12 + (0 + 1 + 2 + 3 + 4)
     check_estimators(estimators)
@@ -760,6 +792,202 @@ def test_o6_garbled_records_of_running_trials_are_ignored(record):
     est = sampler._estimator([good, bad], dists)
     assert len(est._mixture_distribution.weights) == 2  # the good trial and the prior
     assert len(sampler._estimator([good, good], dists)._mixture_distribution.weights) == 3
+
+
+def _record_attrs(record: str, block: str = "0123456789abcdef") -> dict[str, str]:
+    """``record`` stored as provenance chunks of 2000 characters, as the sampler writes them."""
+    key = f"{sampler_module._PROVENANCE}:{block}"
+    return {f"{key}:{i // 2000}": record[i : i + 2000] for i in range(0, len(record), 2000)}
+
+
+def test_o6_long_provenance_records_are_chunked_and_read_back():
+    """A draw that saw hundreds of unfinished trials writes a record longer than RDB storage keeps
+    in one attr: it is cut into chunks under 2046 characters and read back whole."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = frozen(study, study.ask())
+    unfinished = list(range(0, 3000, 3))
+    record = {"source": TPE, "log_p_llm": -1.5, "log_l": -0.25, "alpha": 0.125, "n": 2000}
+    record |= {"last": 2999, "unfinished": unfinished}
+    sampler_module._write_provenance(study, trial, {"x": X}, record)
+    stored = frozen(study, trial)
+    keys = [k for k in stored.system_attrs if k.startswith(sampler_module._PROVENANCE)]
+    assert len(keys) >= 3 and all(len(stored.system_attrs[k]) <= 2000 for k in keys)
+    assert alpha_records(stored) == [AlphaRecord(0.125, 2000, 2999, tuple(unfinished))]
+    assert trial_provenance(stored) == (TPE, -1.5, -0.25)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {},  # an enqueued or hand-added trial
+        "missing middle chunk",
+        "cut last chunk",
+        _record_attrs('{"source": "llm", "log_p_llm": -1.0, "log_l": '),
+        _record_attrs('["llm", -1.0, -2.0]'),
+        _record_attrs('{"source": 3, "log_p_llm": -1.0, "log_l": -2.0}'),
+        _record_attrs('{"source": ["llm"], "log_p_llm": -1.0, "log_l": -2.0}'),
+        _record_attrs('{"source": "llm", "log_p_llm": NaN, "log_l": -2.0}'),
+        _record_attrs('{"source": "llm", "log_p_llm": Infinity, "log_l": -2.0}'),
+        _record_attrs('{"source": "llm", "log_p_llm": "-1.0", "log_l": -2.0}'),
+        _record_attrs('{"source": "llm", "log_p_llm": 1e308, "log_l": -2.0}')
+        | _record_attrs('{"source": "llm", "log_p_llm": 1e308, "log_l": -2.0}', "fedcba9876543210"),
+        {f"{sampler_module._PROVENANCE}:0123456789abcdef:0": 5},
+    ],
+)
+def test_o6_garbled_provenance_reads_as_unknown(attrs):
+    """A missing or cut chunk, bad JSON, or values of the wrong kind: the trial enters the history
+    with no source and no log-densities, its alpha record is left out, and nothing raises."""
+    record = json.dumps(
+        {"source": LLM, "log_p_llm": -1.0, "log_l": -2.0, "alpha": 0.5, "n": 3, "last": 900}
+        | {"unfinished": list(range(900))}
+    )
+    if attrs == "missing middle chunk":
+        attrs = _record_attrs(record)
+        del attrs[f"{sampler_module._PROVENANCE}:0123456789abcdef:1"]
+    elif attrs == "cut last chunk":
+        attrs = _record_attrs(record)
+        last = max(attrs)
+        attrs[last] = attrs[last][:-5]
+    assert trial_provenance(completed({"x": 0.5}, {"x": X}, 1.0)) == (None, None, None)
+    whole = create_trial(
+        params={"x": 0.5}, distributions={"x": X}, value=1.0, system_attrs=_record_attrs(record)
+    )
+    assert trial_provenance(whole) == (LLM, -1.0, -2.0)
+    assert len(alpha_records(whole)) == 1
+    garbled = create_trial(params={"x": 0.5}, distributions={"x": X}, value=0.5, system_attrs=attrs)
+    assert trial_provenance(garbled) == (None, None, None)
+    assert alpha_records(garbled) == []
+    history = history_from_trials([whole, garbled])
+    assert [t.source for t in history.trials] == [LLM, None]
+    for schedule in (PredictiveCredit(gamma=1.0), RankPerformance()):
+        assert 0.0 <= schedule(history) <= 1.0
+
+
+def test_alpha_records_of_the_wrong_kind_are_left_out():
+    record = {"source": TPE, "log_p_llm": -1.0, "log_l": -2.0, "alpha": 0.5, "n": 3, "last": 4}
+    record["unfinished"] = [4]
+
+    def stored(change: dict) -> FrozenTrial:
+        attrs = _record_attrs(json.dumps(record | change))
+        return create_trial(
+            params={"x": 0.5}, distributions={"x": X}, value=1.0, system_attrs=attrs
+        )
+
+    assert alpha_records(stored({})) == [AlphaRecord(0.5, 3, 4, (4,))]
+    for change in (
+        {"alpha": "0.5"},
+        {"alpha": 1.5},
+        {"alpha": math.nan},
+        {"n": 3.5},
+        {"last": None},
+        {"unfinished": [4.5]},
+        {"unfinished": 4},
+    ):
+        assert alpha_records(stored(change)) == [], change
+        assert trial_provenance(stored(change)) == (TPE, -1.0, -2.0)  # the rest still reads
+
+
+def test_a_multi_objective_history_is_refused():
+    trial = create_trial(params={"x": 0.5}, distributions={"x": X}, values=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"trials: trial .* 2 objective values"):
+        history_from_trials([trial])
+
+
+def _numbered(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    for i, t in enumerate(trials):
+        t.number = i
+    return trials
+
+
+@pytest.mark.parametrize(
+    "direction", [StudyDirection.MINIMIZE, StudyDirection.MAXIMIZE], ids=["minimize", "maximize"]
+)
+def test_history_orients_values_and_keeps_only_finished_trials(direction):
+    """O4 and O7: values oriented by the direction, pruned as the worst, failed, running and
+    waiting trials left out, in trial-number order."""
+    sign = 1.0 if direction == StudyDirection.MINIMIZE else -1.0
+    attrs = _record_attrs(json.dumps({"source": LLM, "log_p_llm": -1.0, "log_l": -2.0}))
+    dists = {"x": X}
+    trials = _numbered(
+        [
+            completed({"x": 0.1}, dists, 2.0),
+            create_trial(params={"x": 0.2}, distributions=dists, value=-3.0, system_attrs=attrs),
+            create_trial(state=TrialState.PRUNED, params={"x": 0.3}, distributions=dists),
+            create_trial(state=TrialState.FAIL, params={"x": 0.4}, distributions=dists),
+            completed({"x": 0.5}, dists, math.inf),
+            completed({"x": 0.6}, dists, -math.inf),
+            create_trial(state=TrialState.WAITING),
+            _running(attrs, {"x": 0.7}, dists),
+        ]
+    )
+    trials[-1].number = 7
+    history = history_from_trials(list(reversed(trials)), direction)
+    assert [t.value for t in history.trials] == [
+        sign * 2.0,
+        sign * -3.0,
+        math.inf,
+        sign * math.inf,
+        sign * -math.inf,
+    ]
+    assert history.trials[1] == TrialRecord(sign * -3.0, LLM, -1.0, -2.0)
+    assert history.trials[0] == TrialRecord(sign * 2.0)
+    # the best trial is the one the direction prefers: +inf maximized (trial 4), -inf minimized
+    best = int(np.argmin(history.values()))
+    assert best == (3 if direction == StudyDirection.MAXIMIZE else 4)
+
+
+def test_provenance_holds_the_source_and_the_densities_at_the_point():
+    """Start-up draws are "llm" or "uniform" without densities; a fused draw stores
+    ``log p_llm(x)`` (checked against the suggestion density), ``log l(x)``, its alpha, and the
+    envelope component that more probably drew it: always "llm" at alpha 1, "tpe" at alpha 0."""
+    space = SearchSpace.from_optuna({"x": X})
+    for alpha, expected in ((1.0, {LLM}), (0.0, {TPE}), (None, {LLM, TPE})):
+        sampler = FusionSampler(SUGGEST_X, n_startup_trials=3, seed=21, alpha=alpha)
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(objective_x, n_trials=10)
+        p_llm = sampler._llm_density({"x": X}, space)
+        sources = set()
+        for t in study.trials:
+            source, log_p_llm, log_l = trial_provenance(t)
+            if t.number < 3:
+                assert source in (LLM, sampler_module.UNIFORM) and log_p_llm is None is log_l
+                assert alpha_records(t) == []
+                continue
+            (record,) = alpha_records(t)
+            assert record.n == t.number and record.unfinished == (t.number,)
+            expected_log_p = float(p_llm.log_prob(space.to_internal({"x": t.params["x"]})[None])[0])
+            assert log_p_llm == pytest.approx(expected_log_p, rel=1e-9)
+            assert math.isfinite(log_l)
+            llm_likelier = (
+                math.log(record.alpha) + log_p_llm > math.log1p(-record.alpha) + log_l
+                if 0 < record.alpha < 1
+                else record.alpha == 1
+            )
+            assert source == (LLM if llm_likelier else TPE)
+            sources.add(source)
+        if alpha is not None:
+            assert sources == expected
+
+
+def test_a_restarted_study_goes_on_with_the_same_alphas():
+    """A new sampler on the same storage reads the same history, so it computes the alphas the
+    first would have: every recorded alpha is what a third, fresh sampler computes."""
+    storage = optuna.storages.InMemoryStorage()
+
+    def sampler():
+        return FusionSampler(SUGGEST_X, n_startup_trials=3, seed=4, alpha=PredictiveCredit())
+
+    first = sampler()
+    study = optuna.create_study(storage=storage, sampler=first, study_name="restart")
+    study.optimize(objective_x, n_trials=8)
+    again = optuna.load_study(study_name="restart", storage=storage, sampler=sampler())
+    again.optimize(objective_x, n_trials=6)
+    records = check_recorded_alphas(again, sampler())
+    assert [r.n for r in records] == list(range(3, 14))
+    assert len({r.alpha for r in records}) > 1
+    history = history_from_trials(again.trials)
+    assert first.alpha(history) == sampler().alpha(history)
+    assert isinstance(history, History) and len(history) == 14
 
 
 # --- O7: nan, inf, -inf, raise, prune ------------------------------------------------------
@@ -992,7 +1220,8 @@ def _x_mixture(mu: float, sigma: float):
 
 
 def _geometric_candidates(p_llm, l_below, alpha: float, n_candidates: int):
-    """``(x, log_f, valid, n_accepted)`` of the fused draw, as NumPy, with 4 proposals a candidate."""
+    """``(x, log_f, valid, n_accepted, log_p_llm, log_l)`` of the fused draw, as NumPy, with 4
+    proposals a candidate."""
     out = sampler_module._fused_candidates(
         l_below,
         p_llm,
@@ -1010,10 +1239,12 @@ def test_fused_candidates_are_the_first_accepted_proposals(n_candidates):
     """Overlapping densities: the rows are accepted AM-GM draws (at most ``n_candidates``), with
     ``log f = alpha log p_llm + (1 - alpha) log l`` at each."""
     p_llm, l_below = _x_mixture(0.2, 0.3), _x_mixture(0.0, 0.3)
-    x, log_f, valid, n_acc = _geometric_candidates(p_llm, l_below, 0.4, n_candidates)
+    x, log_f, valid, n_acc, log_p, log_l = _geometric_candidates(p_llm, l_below, 0.4, n_candidates)
     assert x.shape == (n_candidates, 1) and int(n_acc) > 0
     assert valid.sum() == min(int(n_acc), n_candidates)
-    expected = 0.4 * np.asarray(p_llm.log_prob(x)) + 0.6 * np.asarray(l_below.log_prob(x))
+    np.testing.assert_allclose(log_p, np.asarray(p_llm.log_prob(x)), rtol=1e-12)
+    np.testing.assert_allclose(log_l, np.asarray(l_below.log_prob(x)), rtol=1e-12)
+    expected = 0.4 * log_p + 0.6 * log_l
     np.testing.assert_allclose(log_f[valid], expected[valid], rtol=1e-12)
 
 
@@ -1021,7 +1252,7 @@ def test_no_accepted_proposal_falls_back_to_envelope_draws_with_a_warning():
     """Densities 40 sigma apart: Z of the geometric pool is ~e^-400, nothing is accepted, so the
     first ``n_candidates`` draws of the envelope stand in, and the sampler says so."""
     p_llm, l_below = _x_mixture(-0.8, 0.01), _x_mixture(0.8, 0.01)
-    x, _, valid, n_acc = _geometric_candidates(p_llm, l_below, 0.5, 24)
+    x, _, valid, n_acc, _, _ = _geometric_candidates(p_llm, l_below, 0.5, 24)
     assert int(n_acc) == 0 and valid.all() and x.shape == (24, 1)
     # half the envelope's mass sits at each end
     assert 0 < np.sum(x < 0) < 24
