@@ -246,7 +246,11 @@ def test_scalars_of_numpy_and_jax_are_accepted_as_numbers():
 def test_an_interval_with_an_infinite_end_on_a_grid_counts_the_grid_points_in_it():
     dims = (Dim(DISCRETE, 1.0, 9.0, 1.0),)
     u = Uniform(dims)
-    for low, high, want in [(-math.inf, 3, 3 / 9), (4, math.inf, 6 / 9), (-math.inf, math.inf, 1.0)]:
+    for low, high, want in [
+        (-math.inf, 3, 3 / 9),
+        (4, math.inf, 6 / 9),
+        (-math.inf, math.inf, 1.0),
+    ]:
         got = F.expectation(u, F.interval(dims, 0, low, high)).values[0]
         assert got == pytest.approx(want, rel=1e-14)
     assert F.expectation(u, F.interval(dims, 0, 20, math.inf)).values[0] == 0.0
