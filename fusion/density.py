@@ -197,12 +197,23 @@ def _grid_size(dims: tuple[Dim, ...], tabulated: tuple[int, ...] = ()) -> int:
 def _cell_table(density: ProductKernelMixture) -> jax.Array:
     """``log k_kj(cell of grid point i)`` for every discrete numeric coordinate ``j``, truncation
     included, as rows ``(n_disc * n_grid, K)``: row ``j * n_grid + i`` holds grid point ``i`` of
-    the ``j``-th discrete coordinate, so a lookup gathers ``K`` contiguous values."""
+    the ``j``-th discrete coordinate, so a lookup gathers ``K`` contiguous values.
+
+    Adjacent cells share an edge (``v_i + step/2 = v_(i+1) - step/2``, and so in ``ln`` units on a
+    log int), so the masses come from the ``n_grid + 1`` edges by
+    :func:`fusion.kernels.log_gauss_cell_masses`, at half the cost of two CDFs per cell. The
+    padding points repeat the last grid point: their cells have width 0 and are never read.
+    """
     g = _geometry(density.dims, density.tabulated)
     dsc = g.discrete
     mu, sigma = density.mu[:, dsc], density.sigma[:, dsc]
     grid = _padded_grid(density.dims, g, dsc, _grid_size(density.dims, density.tabulated))
-    table = _log_cell_mass(mu, sigma, grid[:, None, :], g, dsc)  # (n_grid, K, n_disc)
+    half = g.step[dsc] / 2
+    edges = np.concatenate([grid[:1] - half, grid + half])  # (n_grid + 1, n_disc)
+    log_cells = g.log_cells[dsc]
+    edges[:, log_cells] = np.log(edges[:, log_cells])
+    edges = np.clip(edges, g.low[dsc], g.high[dsc])
+    table = kernels.log_gauss_cell_masses((edges[:, None, :] - mu) / sigma)  # (n_grid, K, n_disc)
     table = table - _log_kernel_mass(mu, sigma, g.low[dsc], g.high[dsc])
     return jnp.transpose(table, (2, 0, 1)).reshape(-1, table.shape[1])
 
@@ -212,6 +223,19 @@ def _table_coordinates(g: _Geometry, density: ProductKernelMixture):
     return zip(
         g.table_cols, g.table_low, g.table_high, g.table_step, density.cat_log_probs, strict=True
     )
+
+
+def _add_per_coordinate(log_terms, f, columns):
+    """``log_terms + sum_j f(column_j)``, one coordinate at a time.
+
+    ``columns`` holds arrays whose leading axis runs over coordinates. Each term is an ``(n, K)``
+    array, so XLA fuses the whole sum, the lookups and the final ``logsumexp`` into few passes
+    over ``(n, K)`` instead of materializing the ``(n, K, d)`` terms; that is several times
+    faster for TPE-sized mixtures.
+    """
+    for column in zip(*columns, strict=True):
+        log_terms = log_terms + f(*column)
+    return log_terms
 
 
 @jax.jit
@@ -226,8 +250,9 @@ def _mixture_log_prob(
     are zero, never NaN.
     """
     g = _geometry(density.dims, density.tabulated)
-    log_terms = density.log_weights[None, :]  # (n, K) once broadcast
-    valid = jnp.ones(x.shape[0], dtype=bool)
+    n = x.shape[0]
+    log_terms = jnp.broadcast_to(density.log_weights, (n, density.log_weights.shape[0]))
+    valid = jnp.ones(n, dtype=bool)
 
     c = g.continuous
     if c.size:
@@ -235,10 +260,17 @@ def _mixture_log_prob(
         xc = x[:, g.numeric_cols[c]]
         valid &= jnp.all((xc >= low) & (xc <= high), axis=1)
         mu, sigma = density.mu[:, c], density.sigma[:, c]
-        z = (jnp.clip(xc, low, high)[:, None, :] - mu) / sigma
-        log_k = -0.5 * z * z - jnp.log(sigma) - kernels.LOG_SQRT_2PI
-        log_k = log_k - _log_kernel_mass(mu, sigma, low, high)
-        log_terms = log_terms + jnp.sum(log_k, axis=-1)
+        # the parts of log k_kj(x_j) that do not depend on x, summed over j per kernel
+        log_norm = jnp.log(sigma) + kernels.LOG_SQRT_2PI + _log_kernel_mass(mu, sigma, low, high)
+        log_terms = log_terms - jnp.sum(log_norm, axis=1)
+
+        def half_square(xj, mu_j, sigma_j):
+            z = (xj[:, None] - mu_j) / sigma_j
+            return -0.5 * z * z
+
+        log_terms = _add_per_coordinate(
+            log_terms, half_square, (jnp.clip(xc, low, high).T, mu.T, sigma.T)
+        )
 
     dsc = g.discrete
     if dsc.size:
@@ -248,11 +280,12 @@ def _mixture_log_prob(
             mu, sigma = density.mu[:, dsc], density.sigma[:, dsc]
             log_k = _log_cell_mass(mu, sigma, v[:, None, :], g, dsc)
             log_k = log_k - _log_kernel_mass(mu, sigma, g.low[dsc], g.high[dsc])
+            log_terms = log_terms + jnp.sum(log_k, axis=-1)
         else:
             n_grid = cell_table.shape[0] // dsc.size
             idx = jnp.round((v - g.grid_low[dsc]) / g.step[dsc]).astype(jnp.int32)
-            log_k = jnp.swapaxes(cell_table[idx + n_grid * jnp.arange(dsc.size)], 1, 2)
-        log_terms = log_terms + jnp.sum(log_k, axis=-1)
+            rows = idx + n_grid * jnp.arange(dsc.size)
+            log_terms = _add_per_coordinate(log_terms, lambda r: cell_table[r], (rows.T,))
 
     for col, low, high, step, table in _table_coordinates(g, density):
         xj = x[:, col]
@@ -260,9 +293,8 @@ def _mixture_log_prob(
         idx = jnp.clip(jnp.round(k), 0, table.shape[1] - 1).astype(jnp.int32)
         valid &= jnp.abs(k - jnp.round(k)) <= grid_tolerance(xj, low, step)
         valid &= (xj >= low - 1e-9 * step) & (xj <= high + 1e-9 * step)
-        log_terms = log_terms + table[:, idx].T
+        log_terms = log_terms + table.T[idx]
 
-    log_terms = jnp.broadcast_to(log_terms, (x.shape[0], density.log_weights.shape[0]))
     return jnp.where(valid, kernels.logsumexp(log_terms, axis=-1), -jnp.inf)
 
 

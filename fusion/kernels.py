@@ -50,6 +50,13 @@ def _erfcx(t: jax.Array) -> jax.Array:
     return jnp.where(small, erfcx(jnp.where(small, t, 0.0)), large)
 
 
+def _log_lower_tail(t: jax.Array) -> jax.Array:
+    """``log Phi(-t)`` for ``t >= 0`` (``-inf`` at ``t = inf``): ``log(erfcx(t/sqrt 2)/2) - t^2/2``."""
+    ax = jnp.minimum(t, 1e150)
+    log_tail = jnp.log(0.5 * _erfcx(ax / math.sqrt(2))) - 0.5 * ax * ax
+    return jnp.where(t == jnp.inf, -jnp.inf, log_tail)
+
+
 def log_ndtr(x: jax.Array) -> jax.Array:
     """``log Phi(x)`` to full float64 relative precision, from one ``erfcx``.
 
@@ -59,9 +66,7 @@ def log_ndtr(x: jax.Array) -> jax.Array:
     """
     require_x64("fusion.kernels.log_ndtr")
     x = jnp.asarray(x, dtype=float)
-    ax = jnp.minimum(jnp.abs(x), 1e150)
-    log_lower = jnp.log(0.5 * _erfcx(ax / math.sqrt(2))) - 0.5 * ax * ax
-    log_lower = jnp.where(x == -jnp.inf, -jnp.inf, log_lower)
+    log_lower = _log_lower_tail(jnp.abs(x))
     lower = jnp.exp(log_lower)
     # XLA's float64 log1p(u) is off by up to 2.5e-14 (relative) for u in [-0.5, -0.3]; there
     # 1 - u is exact to an ulp, so log(1 - u) keeps full precision.
@@ -100,6 +105,27 @@ def log_gauss_mass(a: jax.Array, b: jax.Array) -> jax.Array:
     # One log_ndtr over both ends: a single copy of erfcx in the compiled program.
     log_hi, log_lo = log_ndtr(jnp.stack([hi, lo]))
     return log_sub_exp(log_hi, log_lo)
+
+
+def log_gauss_cell_masses(z: jax.Array) -> jax.Array:
+    """``log(Phi(z[i + 1]) - Phi(z[i]))`` for edges ``z[0] <= z[1] <= ...`` along axis 0: the
+    masses of consecutive cells, from one ``log_ndtr`` per edge instead of two per cell.
+
+    Each edge's tail ``log Phi(-|z|)`` is shared by the two cells it bounds. A cell on one side of
+    0 is a difference of two tails, ``Phi(-a) - Phi(-b)`` right of it and ``Phi(b) - Phi(a)`` left of
+    it, and a cell across 0 is ``1 - Phi(a) - Phi(-b)``; each keeps the precision
+    :func:`log_gauss_mass` gives it (near the mode, about ``eps / (b - a)`` relative).
+    """
+    require_x64("fusion.kernels.log_gauss_cell_masses")
+    z = jnp.asarray(z, dtype=float)
+    tail = _log_lower_tail(jnp.abs(z))
+    a, b, tail_a, tail_b = z[:-1], z[1:], tail[:-1], tail[1:]
+    right = a >= 0
+    one_side = log_sub_exp(jnp.where(right, tail_a, tail_b), jnp.where(right, tail_b, tail_a))
+    both_tails = jnp.exp(tail_a) + jnp.exp(tail_b)
+    # log1p as in log_ndtr: log(1 - u) where XLA's float64 log1p(-u) loses precision
+    across = jnp.where(both_tails > 0.25, jnp.log(1.0 - both_tails), jnp.log1p(-both_tails))
+    return jnp.where(right | (b <= 0), one_side, across)
 
 
 def truncnorm_logpdf(x, mu, sigma, low, high):

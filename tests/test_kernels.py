@@ -79,6 +79,23 @@ def test_log_gauss_mass_matches_mpmath(a, width):
     np.testing.assert_allclose(got, float(mp_log_gauss_mass(a, b)), rtol=1e-10, atol=1e-12)
 
 
+@given(
+    start=hst.floats(-60, 60),
+    widths=hst.lists(hst.just(0.0) | hst.floats(1e-6, 30.0), min_size=1, max_size=8),
+)
+@example(start=-0.5, widths=[1e-6, 0.5, 0.5, 1e-6])  # cells at, across and beside the mode
+def test_cell_masses_from_shared_edges_match_mpmath(start, widths):
+    # Near the mode a cell of width w keeps about eps / w relative precision, as log_gauss_mass
+    # does, so widths start at 1e-6 (or are exactly 0, an empty cell).
+    z = start + np.concatenate([[0.0], np.cumsum(widths)])
+    got = np.asarray(kernels.log_gauss_cell_masses(jnp.asarray(z)))
+    for a, b, value in zip(z[:-1], z[1:], got, strict=True):
+        if a == b:
+            assert value == -np.inf
+            continue
+        np.testing.assert_allclose(value, float(mp_log_gauss_mass(a, b)), rtol=1e-10, atol=1e-12)
+
+
 def test_outside_support_is_minus_inf_with_zero_gradient():
     f = lambda mu, sigma: kernels.truncnorm_logpdf(1.5, mu, sigma, 0.0, 1.0)  # noqa: E731
     assert float(f(0.5, 0.2)) == -np.inf
