@@ -45,7 +45,8 @@ model starts from its last fit). XLA compilations during the timed calls are cou
 Writes ``benchmarks/results/maxent.md`` (``--out``) and prints it.
 
 Run from the repository root: ``.venv/bin/python benchmarks/maxent.py`` (about a minute on 2 cores;
-``--quick`` takes a few repeats, for the smoke test). Options: ``[--repeats N] [--quick] [--out FILE]``.
+``--quick`` takes a few repeats, for the smoke test). Options: ``[--repeats N] [--quick]
+[--problems I ...] [--out FILE]``; ``--problems 0`` runs the 1-D, 4-moment problem alone.
 """
 
 from __future__ import annotations
@@ -539,19 +540,48 @@ def failures(rows: list[Row]) -> list[str]:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> str:
+def headline_figures(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Per problem: median seconds of fusion ``maxent``, its core ``solve`` and SciPy
+    ``trust-exact`` (raw features), and the lambda errors of ``maxent`` and SciPy."""
+    by = {(r.case, r.method): r for r in rows}
+    out = {}
+    for case in dict.fromkeys(r.case for r in rows):
+        front, core, sp = (
+            by[case, k] for k in ("fusion `maxent`", "fusion core `solve`", BASELINE)
+        )
+        out[case] = {
+            "maxent_seconds": front.timing.median,
+            "solve_seconds": core.timing.median,
+            "scipy_seconds": sp.timing.median,
+            "maxent_lambda_error": front.lambda_error,
+            "maxent_residual": front.residual,
+            "scipy_lambda_error": sp.lambda_error,
+        }
+    return out
+
+
+def report(argv: Sequence[str] | None = None) -> tuple[str, dict[str, dict[str, float]]]:
+    """Run the benchmark; the markdown report and :func:`headline_figures`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50, help="timed calls (default 50)")
     parser.add_argument("--quick", action="store_true", help="3 timed calls: a smoke test")
+    parser.add_argument(
+        "--problems", nargs="+", type=int, default=None, metavar="I",
+        help="run only these problems, by position (0: 1-D, 4 moments, ... 3: mixture reference)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE / "results" / "maxent.md")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     if repeats < 1:
         parser.error("--repeats must be positive")
+    if args.problems is not None and not all(0 <= i < 4 for i in args.problems):
+        parser.error(f"--problems must be positions 0 to 3, got {args.problems}")
 
     start = time.perf_counter()
     with CompileCounter() as compiles:
         problems = cases()
+        if args.problems is not None:
+            problems = [problems[i] for i in dict.fromkeys(args.problems)]
         rows = [row for c in problems for row in case_rows(c, repeats)]
     timed_compiles = sum(r.timing.compiles for r in rows if r.timing is not None)
     have = maxentropy_installed()
@@ -602,7 +632,11 @@ def main(argv: Sequence[str] | None = None) -> str:
         "",
         *run_summary(start, compiles),
     ]
-    return write_report("\n".join(lines), args.out)
+    return write_report("\n".join(lines), args.out), headline_figures(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    return report(argv)[0]
 
 
 if __name__ == "__main__":

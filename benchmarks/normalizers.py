@@ -37,7 +37,8 @@ of ``--repeats`` calls. XLA compilations during the timed calls are counted with
 Writes ``benchmarks/results/normalizers.md`` (``--out``) and prints it.
 
 Run from the repository root: ``.venv/bin/python benchmarks/normalizers.py`` (about 45 s on 2
-cores). Options: ``[--repeats N] [--max-dim D] [--ref-points N] [--out FILE]``.
+cores). Options: ``[--repeats N] [--max-dim D] [--no-scan] [--ref-points N] [--out FILE]``;
+``--max-dim 0`` runs the headline alone, ``--no-scan`` leaves out its grid of quadrature settings.
 """
 
 from __future__ import annotations
@@ -208,7 +209,12 @@ def _fixed_grid_log_z(pool, x, log_w):
     return jax.scipy.special.logsumexp(pool.unnormalized_log_prob(x) + log_w)
 
 
-def headline(repeats: int) -> list[str]:
+def headline(
+    repeats: int, figures: dict[str, float] | None = None, scan_grid: bool = True
+) -> list[str]:
+    """The headline section's lines; ``figures``, when given, receives its summary figures:
+    ``{"tuned", "defaults", "nquad"}_{"seconds", "error"}`` (median time, relative error of Z)
+    and ``tuned_met``. ``scan_grid=False`` leaves out the grid of quadrature settings."""
     p, q = HEADLINE_P.build(), HEADLINE_Q.build()
     pool = geometric(p, q, ALPHA)
     key = jax.random.key(KEY)
@@ -292,7 +298,8 @@ def headline(repeats: int) -> list[str]:
 
     # What the tuned choice trades: error and time over a small grid of settings.
     scan = {}
-    for n_nodes in SCAN_NODES:
+    scan_nodes = SCAN_NODES if scan_grid else ()
+    for n_nodes in scan_nodes:
         for max_points in SCAN_POINTS:
             try:
                 scan[n_nodes, max_points] = timed(
@@ -303,11 +310,20 @@ def headline(repeats: int) -> list[str]:
                 )
             except ValueError:
                 scan[n_nodes, max_points] = None  # fusion refuses a budget this small
-    print("scan done", flush=True)
+    if scan_grid:
+        print("scan done", flush=True)
 
     tuned_err = math.inf if tuned is None else rel_error(tuned.result.log_z, log_ref)
     tuned_ms = "-" if tuned is None else ms(tuned.median)
     met = tuned is not None and tuned_err <= TARGET_ERROR and tuned.median <= TARGET_SECONDS
+    if figures is not None:
+        for what, label in (("tuned", "fusion `quadrature`, tuned"),
+                            ("defaults", "fusion `quadrature`, defaults"),
+                            ("nquad", "`scipy.integrate.nquad`, defaults")):  # fmt: skip
+            row = next((r for r in rows if r[0] == label), None)
+            figures[f"{what}_seconds"] = math.nan if row is None else row[3].median
+            figures[f"{what}_error"] = math.nan if row is None else rel_error(row[4], log_ref)
+        figures["tuned_met"] = met
     lines = [
         "## Headline: Z of a 2-D geometric pool",
         "",
@@ -348,6 +364,10 @@ def headline(repeats: int) -> list[str]:
         f"**Tuned target** (relative error <= {TARGET_ERROR:g} in <= {1e3 * TARGET_SECONDS:g} ms) "
         f"with n_nodes={TUNED['n_nodes']}, max_points={TUNED['max_points']}: error "
         f"{tuned_err:.1e}, {tuned_ms} ms: **{'met' if met else 'missed'}**.",
+    ]
+    if not scan_grid:
+        return lines
+    lines += [
         "",
         "Quadrature settings grid (relative error of Z / median ms / evaluations):",
         "",
@@ -518,32 +538,47 @@ def dimension_tables(repeats: int, dims: Sequence[int], ref_n: int) -> list[str]
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> str:
+def report(argv: Sequence[str] | None = None) -> tuple[str, dict[str, float]]:
+    """Run the benchmark; the markdown report and the headline's figures (see :func:`headline`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (default 5)")
-    parser.add_argument("--max-dim", type=int, default=6, help="largest d of the table")
+    parser.add_argument(
+        "--max-dim", type=int, default=6, help="largest d of the table (0: the headline only)"
+    )
+    parser.add_argument(
+        "--scan",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the grid of quadrature settings in the headline (default: on)",
+    )
     parser.add_argument(
         "--ref-points", type=int, default=2**15, help="RQMC reference points per kernel (2^15)"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "normalizers.md")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.max_dim < 1:
-        parser.error("--repeats and --max-dim must be positive")
+    if args.repeats < 1 or args.max_dim < 0:
+        parser.error("--repeats must be positive and --max-dim >= 0")
 
     start = time.perf_counter()
+    figures: dict[str, float] = {}
     with CompileCounter() as compiles:
         lines = [
             "# Normalizing constants: `fusion.normalize.log_normalizer`",
             "",
-            *headline(args.repeats),
-            "",
-            *dimension_tables(args.repeats, range(1, args.max_dim + 1), args.ref_points),
+            *headline(args.repeats, figures, args.scan),
         ]
+        if args.max_dim > 0:
+            dims = range(1, args.max_dim + 1)
+            lines += ["", *dimension_tables(args.repeats, dims, args.ref_points)]
     lines += [
         "",
         *run_summary(start, compiles),
     ]
-    return write_report("\n".join(lines), args.out)
+    return write_report("\n".join(lines), args.out), figures
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    return report(argv)[0]
 
 
 if __name__ == "__main__":

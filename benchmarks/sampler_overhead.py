@@ -155,7 +155,27 @@ def markdown(
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> str:
+def figures(
+    cold: Run, pairs: Sequence[tuple[Run, Run]], compiles: CompileCounter
+) -> dict[str, float]:
+    """The headline figures: trials per study, XLA compilations (and their seconds) during the
+    cold study, the median over pairs of warm Fusion and TPE sampler ms per trial, and the median,
+    min and max of the per-pair ratio warm Fusion / TPE."""
+    ratios = np.array([warm.sampler_ms / tpe.sampler_ms for warm, tpe in pairs])
+    return {
+        "trials": cold.trials,
+        "cold_compiles": compiles.count,
+        "cold_compile_seconds": compiles.seconds,
+        "fusion_ms": float(np.median([warm.sampler_ms for warm, _ in pairs])),
+        "tpe_ms": float(np.median([tpe.sampler_ms for _, tpe in pairs])),
+        "ratio": float(np.median(ratios)),
+        "ratio_min": float(ratios.min()),
+        "ratio_max": float(ratios.max()),
+    }
+
+
+def report(argv: Sequence[str] | None = None) -> tuple[str, dict[str, float]]:
+    """Run the benchmark; the markdown report and :func:`figures`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=300, help="trials per study (default 300)")
     parser.add_argument(
@@ -190,7 +210,11 @@ def main(argv: Sequence[str] | None = None) -> str:
             pairs.append((warm, run_study(f"TPE {seed}", tpe, args.trials)))
 
     table = markdown(cold, pairs, compiles, warm_compiles)
-    return write_report(table, args.out)
+    return write_report(table, args.out), figures(cold, pairs, compiles)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    return report(argv)[0]
 
 
 if __name__ == "__main__":

@@ -142,3 +142,54 @@ def test_sampling_benchmark_reports_every_sampler(tmp_path):
             values = [number(c) for c in row[3:11]]
             assert all(v > 0 for v in values[:7]) and values[7] >= 0, row
         assert number(rows[(target, "numpyro `MCMC.run`")][9]) == 1.0
+
+
+def test_kde_benchmark_agrees_with_scipy_on_the_same_density(tmp_path):
+    out_file = tmp_path / "kde.md"
+    run_script(
+        "kde.py", "--dims", "1", "2", "--sizes", "20", "--points", "500", "--repeats", "1",
+        "--out", str(out_file),
+    )  # fmt: skip
+    table = out_file.read_text()
+    worst = re.search(r"over every row \*\*([0-9.e+-]+)\*\*", table)
+    assert worst is not None, table
+    rows = [r for r in markdown_rows(table) if len(r) == 13 and r[0].isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [("1", "20"), ("2", "20")], table
+    # Both sides sum the same Gaussian kernels in float64. fusion's bandwidth floor (5% of the
+    # range) keeps |x - mu| / h <= 20 on the box, so every log term is at most a few hundred in
+    # size and rounding leaves about 1e-13; 1e-10, the agreement asked of fusion's log_prob against
+    # Optuna, keeps a margin of 1000. A wrong bandwidth or truncation constant moves the log
+    # density by far more: the same kernels without the truncation reweighting differ by > 1e-3.
+    assert float(worst.group(1)) <= 1e-10
+    for r in rows:
+        diff, untruncated = float(r[4]), float(r[6])
+        assert diff <= 1e-10 and untruncated > 1e-3, r
+        # scipy time, fusion warm time, fusion first call, compilations, ratio
+        assert all(float(c) > 0 for c in (r[7], r[8], r[9], r[11])) and int(r[10]) >= 1, r
+
+
+def test_micro_quick_writes_a_row_per_benchmark(tmp_path):
+    # The ESS/s rows are read from the committed sampling table: running the sampling benchmark,
+    # even on its quick settings, would double this test's time (its own smoke test runs it).
+    sampling_md = ROOT / "benchmarks" / "results" / "sampling.md"
+    run_script(
+        "micro.py", "--quick", "--results", str(tmp_path), "--sampling-from", str(sampling_md)
+    )
+    table = (tmp_path / "micro.md").read_text()
+    for name in ("sampler_overhead", "parity", "kde", "normalizers", "maxent"):
+        assert (tmp_path / f"{name}.md").is_file(), f"{name}.md was not written"
+    assert not (tmp_path / "sampling.md").exists()
+    rows = [r for r in markdown_rows(table) if len(r) == 7 and r[0] != "benchmark"]
+    prefixes = ("sampler time per trial", "XLA compilations over a cold", "`log_prob`",
+                "KDE log density", "log Z", "maximum entropy", "ESS/s")  # fmt: skip
+    for prefix in prefixes:
+        found = [r for r in rows if r[0].startswith(prefix)]
+        assert found, f"no row for {prefix} in\n{table}"
+        for r in found:
+            assert r[6] in ("met", "no target") or r[6].startswith("**missed**"), r
+            if r[3] != "-":  # the anchor over fusion (or fusion's ESS/s over the anchor's)
+                assert float(re.match(rf"({NUMBER})x", r[3]).group(1)) > 0, r
+    assert all("earlier run" in r[0] for r in rows if r[0].startswith("ESS/s")), table
+    log_prob = next(r for r in rows if r[0].startswith("`log_prob`"))
+    assert float(re.search(r"max abs diff ([0-9.e+-]+)", log_prob[4]).group(1)) <= 1e-10, log_prob
+    assert re.search(r"Load average \(1, 5, 15 min\) at the start: [0-9.]+, ", table), table
