@@ -8,16 +8,13 @@ papers' formulas written out independently here, and by their limiting behaviour
 
 import importlib
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+from benchmark_scripts import on_path
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from scipy import integrate, stats
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -26,11 +23,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def bl():
     """``benchmarks/baselines.py`` imported with ``benchmarks/`` on ``sys.path`` for this module
     only."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
+    with on_path():
         yield importlib.import_module("baselines")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
 
 
 # -- a test-local prior -----------------------------------------------------------------------

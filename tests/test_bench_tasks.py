@@ -9,24 +9,17 @@ from ``benchmarks/data`` as committed; nothing here cross-validates a model.
 import itertools
 import math
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+from benchmark_scripts import on_path, run_script
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from scipy import integrate, optimize, stats
 
-ROOT = Path(__file__).resolve().parent.parent
-_BENCH = str(ROOT / "benchmarks")
-sys.path.insert(0, _BENCH)
-try:
+with on_path():
     import priors
     import tasks
-finally:
-    sys.path.remove(_BENCH)
 
 SYNTHETIC = tasks.SYNTHETIC_NAMES
 REAL = tasks.REAL_NAMES
@@ -228,17 +221,10 @@ def test_regret_and_get_task_reject_bad_input():
 
 
 def test_list_prints_every_task():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "tasks.py"), "--list"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    stdout = run_script("tasks.py", "--list", timeout=120)
     for name in tasks.TASK_NAMES:
         task = tasks.get_task(name)
-        line = next(row for row in proc.stdout.splitlines() if row.startswith(name + " "))
+        line = next(row for row in stdout.splitlines() if row.startswith(name + " "))
         assert int(line.split()[1]) == task.dim
         assert float(line.split()[2]) == pytest.approx(task.optimum, rel=1e-10, abs=1e-12)
 

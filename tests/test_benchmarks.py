@@ -7,24 +7,10 @@ The figures themselves are machine-dependent; here only their presence and shape
 
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmark_scripts import BENCHMARKS, run_script
+
 NUMBER = r"\d+(?:\.\d+)?"
-
-
-def run_script(name: str, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / name), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
 
 
 def test_demo_quick_writes_its_table_and_plot(tmp_path):
@@ -171,7 +157,7 @@ def test_kde_benchmark_agrees_with_scipy_on_the_same_density(tmp_path):
 def test_micro_quick_writes_a_row_per_benchmark(tmp_path):
     # The ESS/s rows are read from the committed sampling table: running the sampling benchmark,
     # even on its quick settings, would double this test's time (its own smoke test runs it).
-    sampling_md = ROOT / "benchmarks" / "results" / "sampling.md"
+    sampling_md = BENCHMARKS / "results" / "sampling.md"
     run_script(
         "micro.py", "--quick", "--results", str(tmp_path), "--sampling-from", str(sampling_md)
     )
