@@ -91,12 +91,13 @@ the machine (load average 1-4):
   BOPrO, PriorBand, Fusion: 34 studies in about 25 s with a cold JAX cache. With 8 trials every
   sampler is still in its 10 start-up trials, so this checks the plumbing, not the methods.
 * ``--quick`` (the default): 10 seeds, 50 trials, the synthetic tasks and the first real task
-  (``svc_digits``), every method: 16 cells, 1860 studies; the studies took 205 s and the
-  tables 15 s, about 4 minutes in all with a warm JAX cache. Cold, the first Fusion study on each
+  (``svc_digits``), every method: 16 cells, 2020 studies; 1860 of them (all methods but
+  ``Fusion+enqueue``) took 205 s and the tables 15 s, about 4-5 minutes in all with a warm JAX
+  cache. Cold, the first Fusion study on each
   space in each worker compiles for 5-20 s (1-5 s from a warm cache), once for the geometric pool
   and once for the linear one.
-* ``--full``: 20 seeds, 100 trials, every task (20 cells), every method: 4640 studies. One seed
-  of it (232 studies) ran in 66 s, so the full run is about 20-25 minutes on 2 cores.
+* ``--full``: 20 seeds, 100 trials, every task (20 cells), every method: 5040 studies in 711 s
+  on 2 cores at load 2-3 (the committed ``benchmarks/results/harness/``).
 
 The exact Wilcoxon test enumerates all ``2^S`` sign flips when the pairs have ties or zeros
 (``S <= 13``; scipy's choice), which is why the quick mode's tables take seconds.

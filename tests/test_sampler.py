@@ -256,7 +256,8 @@ def test_good_constructor_arguments_are_accepted():
         {"alpha": RankPerformance(), "method": "linear"},
     ):
         assert isinstance(FusionSampler(SUGGEST_X, **kwargs), optuna.samplers.BaseSampler)
-    assert isinstance(FusionSampler([]), optuna.samplers.BaseSampler)
+    with pytest.warns(UserWarning, match=r"no suggestions \(suggestions=\[\]\): it samples as TPE"):
+        assert isinstance(FusionSampler([]), optuna.samplers.BaseSampler)
 
 
 def test_a_schedule_that_goes_bad_mid_study_raises_naming_alpha():

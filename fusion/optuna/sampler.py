@@ -154,6 +154,12 @@ class FusionSampler(BaseSampler):
         for i, s in enumerate(suggestions):
             if not isinstance(s, Mapping):
                 raise ValueError(f"suggestions[{i}] must be a dict of name to value, got {s!r}")
+        if not suggestions:
+            warnings.warn(
+                "FusionSampler got no suggestions (suggestions=[]): it samples as TPE, with "
+                "uniform start-up trials",
+                stacklevel=2,
+            )
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         integer("n_startup_trials", n_startup_trials, minimum=0)
