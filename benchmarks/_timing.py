@@ -145,6 +145,16 @@ class Timed:
     compiles: int  # XLA compilations during the repeats
 
 
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``fn``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def timed(fn: Callable[[], object], repeats: int) -> Timed:
     start = time.perf_counter()
     result = fn()

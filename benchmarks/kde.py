@@ -52,7 +52,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from _timing import CompileCounter, ms, run_summary, write_report
+from _timing import CompileCounter, median_seconds, ms, run_summary, write_report
 from scipy import special, stats
 
 from fusion.kde import kernel_density
@@ -128,15 +128,6 @@ def draws(rng: np.random.Generator, mu, h, log_w, n: int) -> np.ndarray:
     k = rng.choice(len(log_w), size=n, p=np.exp(log_w - special.logsumexp(log_w)))
     m = mu[k]
     return stats.truncnorm.rvs((LOW - m) / h, (HIGH - m) / h, loc=m, scale=h, random_state=rng)
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 import numpy as np
-from _timing import CompileCounter, machine_table, write_report
+from _timing import CompileCounter, machine_table, median_seconds, write_report
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
 from optuna.samplers._tpe.sampler import default_weights
@@ -128,15 +128,6 @@ def compare(space, estimator, points) -> tuple[float, int, int]:
         raise AssertionError("fusion and Optuna disagree on where the density is zero")
     err = float(np.max(np.abs(ours[~zero] - theirs[~zero]), initial=0.0))
     return err, len(theirs), int(zero.sum())
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def speed(seed: int, repeats: int) -> dict[str, float]:
