@@ -67,11 +67,16 @@ def log_ndtr(x: jax.Array) -> jax.Array:
     require_x64("fusion.kernels.log_ndtr")
     x = jnp.asarray(x, dtype=float)
     log_lower = _log_lower_tail(jnp.abs(x))
-    lower = jnp.exp(log_lower)
-    # XLA's float64 log1p(u) is off by up to 2.5e-14 (relative) for u in [-0.5, -0.3]; there
-    # 1 - u is exact to an ulp, so log(1 - u) keeps full precision.
-    log_upper = jnp.where(lower > 0.25, jnp.log(1.0 - lower), jnp.log1p(-lower))
-    return jnp.where(x > 0, log_upper, log_lower)
+    return jnp.where(x > 0, _log1m(jnp.exp(log_lower)), log_lower)
+
+
+def _log1m(u: jax.Array) -> jax.Array:
+    """``log(1 - u)`` for ``u`` in ``[0, 1]``, to full float64 precision.
+
+    XLA's float64 ``log1p(-u)`` is off by up to 2.5e-14 (relative) for ``u`` in ``[0.3, 0.5]``;
+    above ``u = 0.25``, ``1 - u`` is exact to an ulp, so ``log(1 - u)`` keeps full precision there.
+    """
+    return jnp.where(u > 0.25, jnp.log(1.0 - u), jnp.log1p(-u))
 
 
 def log_sub_exp(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -122,9 +127,7 @@ def log_gauss_cell_masses(z: jax.Array) -> jax.Array:
     a, b, tail_a, tail_b = z[:-1], z[1:], tail[:-1], tail[1:]
     right = a >= 0
     one_side = log_sub_exp(jnp.where(right, tail_a, tail_b), jnp.where(right, tail_b, tail_a))
-    both_tails = jnp.exp(tail_a) + jnp.exp(tail_b)
-    # log1p as in log_ndtr: log(1 - u) where XLA's float64 log1p(-u) loses precision
-    across = jnp.where(both_tails > 0.25, jnp.log(1.0 - both_tails), jnp.log1p(-both_tails))
+    across = _log1m(jnp.exp(tail_a) + jnp.exp(tail_b))
     return jnp.where(right | (b <= 0), one_side, across)
 
 
